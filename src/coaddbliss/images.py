@@ -1,0 +1,131 @@
+"""Image cubes as FITS: float32 (N, H, W) in counts with background, validated on read (SPEC §8).
+
+Cubes are written in chunks through `astropy.io.fits.StreamingHDU`, so peak memory is one chunk,
+and atomically, so a killed job leaves no file Snakemake would accept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from coaddbliss import __version__
+from coaddbliss.atomic import atomic_path
+
+
+class ImageCubeError(ValueError):
+    """An image cube is missing, unreadable or of the wrong shape; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ImageCube:
+    """A loaded cube: `data` float32 (N, H, W) counts, `header` the primary header as a dict."""
+
+    data: np.ndarray
+    header: dict[str, Any]
+
+    @property
+    def depth(self) -> int:
+        """Number of exposures behind each image (1 = single exposure)."""
+        return int(self.header["D"])
+
+    @property
+    def background(self) -> float:
+        """Sky level per pixel per exposure, counts (the coadd keeps it: weights sum to 1)."""
+        return float(self.header["BKG"])
+
+
+def _primary_header(shape: tuple[int, ...], cards: dict[str, Any]) -> fits.Header:
+    header = fits.Header()
+    header["SIMPLE"] = True
+    header["BITPIX"] = -32
+    header["NAXIS"] = len(shape)
+    for axis, length in enumerate(reversed(shape), start=1):
+        header[f"NAXIS{axis}"] = length
+    header["EXTEND"] = True
+    header["BUNIT"] = ("count", "photo-electrons per pixel, background included")
+    header["CBVERS"] = (__version__, "coaddbliss version")
+    for key, value in cards.items():
+        header[key] = value
+    return header
+
+
+def write_cube(
+    path: str | os.PathLike,
+    chunks: Iterable[np.ndarray],
+    *,
+    n_images: int,
+    image_shape: tuple[int, int],
+    cards: dict[str, Any],
+    extensions: Iterable[fits.BinTableHDU | fits.ImageHDU] = (),
+) -> None:
+    """Stream float32 chunks (n, H, W) into a FITS cube of `n_images` images, atomically.
+
+    `cards` go into the primary header (keys of at most 8 characters, or HIERARCH);
+    `extensions` are appended after the cube (for example the per-image dithers).
+    """
+    header = _primary_header((n_images, *image_shape), cards)
+    with atomic_path(path) as tmp:
+        hdu = fits.StreamingHDU(tmp, header)
+        written = 0
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+            if chunk.shape[1:] != tuple(image_shape):
+                raise ValueError(f"chunk of shape {chunk.shape} does not fit {image_shape}")
+            hdu.write(chunk)
+            written += len(chunk)
+        hdu.close()
+        if written != n_images:
+            raise ValueError(f"{path}: wrote {written} images, expected {n_images}")
+        for ext in extensions:
+            fits.append(tmp, ext.data, ext.header)
+
+
+def read_cube(
+    path: str | os.PathLike,
+    *,
+    image_shape: tuple[int, int] | None = (88, 88),
+    memmap: bool = False,
+) -> ImageCube:
+    """Load a cube written by `write_cube`; raise `ImageCubeError` naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageCubeError(f"{path}: image cube not found")
+    try:
+        with fits.open(path, memmap=memmap) as hdul:
+            header = dict(hdul[0].header)
+            data = hdul[0].data
+            if data is None:
+                raise ImageCubeError(f"{path}: primary HDU holds no image data")
+            data = np.asarray(data, dtype=np.float32)
+    except ImageCubeError:
+        raise
+    except Exception as err:  # astropy raises many kinds for truncated or foreign files
+        raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
+    if data.ndim != 3:
+        raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {data.shape}")
+    if image_shape is not None and data.shape[1:] != tuple(image_shape):
+        raise ImageCubeError(
+            f"{path}: images are {data.shape[1:]}, expected {tuple(image_shape)}"
+        )
+    for key in ("D", "BKG"):
+        if key not in header:
+            raise ImageCubeError(f"{path}: header lacks the {key!r} card")
+    return ImageCube(data=data, header=header)
+
+
+def read_extension(path: str | os.PathLike, name: str) -> np.ndarray:
+    """The data of a named extension (for example 'DITHERS') of a cube file."""
+    try:
+        with fits.open(path) as hdul:
+            return np.asarray(hdul[name].data)
+    except KeyError as err:
+        raise ImageCubeError(f"{path}: no {name!r} extension") from err
+    except Exception as err:
+        raise ImageCubeError(f"{path}: not a readable FITS file ({err})") from err

@@ -1,0 +1,37 @@
+# Shared by every stage: config validation, wildcard constraints, path helpers.
+import sys
+from pathlib import Path
+
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))  # the library, importable even before `pip install -e .`
+
+from coaddbliss.config import validate_config  # noqa: E402
+
+# Stop before any job runs when config.yaml is wrong, naming the key.
+validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+DEPTHS = [int(d) for d in config["simulate"]["depths"]]
+TRAIN_SEEDS = [int(s) for s in config["data"]["train_seeds"]]
+#: Data sets: the shared test split and the per-seed training and validation splits.
+DATASETS = ["test"] + [f"{split}/seed{s}" for split in ("train", "val") for s in TRAIN_SEEDS]
+
+
+wildcard_constraints:
+    d=r"\d+",
+    seed=r"\d+",
+    dataset=r"test|(train|val)/seed\d+",
+
+
+def package_sources(*modules):
+    """Library modules a rule's output depends on: editing one reruns exactly those rules."""
+    return [str(SRC / "coaddbliss" / f"{m}.py") for m in modules]
+
+
+def log_path(rule_name, *parts):
+    """One log per job: results/logs/{rule}/{parts}.log."""
+    return "results/logs/" + "/".join([rule_name, *parts]) + ".log"
+
+
+def benchmark_path(rule_name, *parts):
+    """One benchmark table per heavy job: results/benchmarks/{rule}/{parts}.tsv."""
+    return "results/benchmarks/" + "/".join([rule_name, *parts]) + ".tsv"
