@@ -25,6 +25,11 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 localrules:
@@ -35,3 +40,8 @@ rule all:
     default_target: True
     input:
         simulate_targets(),
+        train_targets(),
+        infer_targets(),
+        baseline_targets(),
+        evaluate_targets(),
+        figures_targets(),
