@@ -9,7 +9,7 @@ def main(*, psf_config: dict, pixel_scale: float, out: str, log) -> None:
     size = int(psf_config["stamp_size"])
     write_psf_fits(psf, out, stamp_size=size, pixel_scale=pixel_scale)
     log.info(
-        "PSF: FWHM %.3f px (%.2f arcsec), sum P^2 %.5f (NEA %.1f px), %dx%d stamp holds %.4f of the light",
+        "PSF: FWHM %.3f px (%.2f arcsec), sum P^2 %.5f (NEA %.1f px), %dx%d stamp holds %.4f",
         psf.fwhm(), psf.fwhm() * pixel_scale, psf.sum_squared(), 1 / psf.sum_squared(),
         size, size, psf.stamp(size).sum(),
     )  # fmt: skip
