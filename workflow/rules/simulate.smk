@@ -5,11 +5,6 @@ TRUTH_CATALOG = "results/data/{dataset}/truth.parquet"
 IMAGE_CUBE = "results/data/{dataset}/d{d}.fits"
 
 
-def simulate_targets():
-    """Every data set of the config: the test split and each seed's train/val splits, per d."""
-    return [PSF_FITS] + expand(IMAGE_CUBE, dataset=DATASETS, d=DEPTHS)
-
-
 rule psf:
     input:
         code=package_sources("psf"),
