@@ -116,7 +116,7 @@ def test_env_pins_agree_with_pyproject(path):
     have.pop("pip", None)
     assert set(have) <= set(want), f"{path.name}: not pinned in pyproject: {set(have) - set(want)}"
     for name, spec in have.items():
-        assert spec == want[name], f"{path.name}: {name}{spec} but pyproject pins {name}{want[name]}"
+        assert spec == want[name], f"{path.name}: {name}{spec}, pyproject: {name}{want[name]}"
 
 
 @pytest.mark.parametrize("path", ENVS, ids=[p.stem for p in ENVS])
