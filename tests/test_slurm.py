@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
@@ -165,6 +166,7 @@ def cluster(tmp_path_factory):
         up = run(["bash", str(CLUSTER_SH), "start", str(state)], limit_s=120)
         assert up.returncode == 0, f"cluster did not start:\n{up.stderr}"
         env = dict(os.environ)
+        env.pop("PYTHONPATH", None)  # jobs must find the copy's library via the workflow itself
         env["SLURM_CONF"] = str(state / "slurm.conf")
         # The srun wrapper first (it restores SLURM_CONF inside jobs), then this interpreter.
         env["PATH"] = os.pathsep.join([str(state / "bin"), str(Path(sys.executable).parent),
@@ -173,16 +175,6 @@ def cluster(tmp_path_factory):
     finally:
         down = run(["bash", str(CLUSTER_SH), "stop", str(state)], limit_s=90)
         print(down.stderr, file=sys.stderr)
-
-
-def copy_repo(dest: Path) -> Path:
-    """A clean copy of the repository (no results, caches or venv) to run the workflow in."""
-    ignore = shutil.ignore_patterns(
-        ".git", ".venv", "results", ".snakemake", "__pycache__", ".pytest_cache", ".ruff_cache",
-        "*.egg-info",
-    )  # fmt: skip
-    shutil.copytree(REPO, dest, ignore=ignore)
-    return dest
 
 
 def site_profile(repo: Path) -> None:
@@ -200,8 +192,7 @@ def site_profile(repo: Path) -> None:
 
 
 def snakemake_on_slurm(repo: Path, env: dict, *args: str, limit_s: int):
-    """Run snakemake with the project's SLURM profile in repo, its own src/ on PYTHONPATH."""
-    env = dict(env, PYTHONPATH=str(repo / "src"))
+    """Run snakemake in repo with the project's SLURM profile (the workflow sets PYTHONPATH)."""
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *args]
     return run(cmd, limit_s=limit_s, cwd=repo, env=env)
 
@@ -328,10 +319,9 @@ def check_contract(repo: Path, planned: set[str]) -> None:
 @pytest.mark.slow
 def test_demo_workflow_on_slurm(cluster, tmp_path):
     """config/demo.yaml end to end through sbatch with the project's profile."""
-    repo = copy_repo(tmp_path / "repo")
+    repo = copy_workflow(tmp_path / "repo")
     site_profile(repo)
-    env = dict(cluster, PYTHONPATH=str(repo / "src"))
-    planned = planned_outputs(repo, env)
+    planned = planned_outputs(repo, cluster)
     out = snakemake_on_slurm(repo, cluster, "--configfile", DEMO_CONFIG, limit_s=DEMO_LIMIT_S)
     logs = sorted((repo / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert out.returncode == 0, f"{out.stderr[-4000:]}\nslurm logs: {[str(p) for p in logs]}"
