@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,18 @@ def test_set_resources_name_real_rules_and_cover_their_needs():
 # ---- a real one-node SLURM -----------------------------------------------------------------------
 
 
+def free_ports(n: int) -> list[str]:
+    """n TCP ports free on this machine now (a leftover daemon must not break the next run)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [str(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Start munge + slurmctld + slurmd (one node, gpu:1); yield the env to talk to it; stop."""
@@ -162,8 +175,12 @@ def cluster(tmp_path_factory):
             f"(needs root and Debian's apt): {inst.stderr.strip()[-500:]}"
         )
     state = tmp_path_factory.mktemp("slurm")
+    ctld_port, slurmd_port = free_ports(2)
+    ports = {"COADDBLISS_SLURMCTLD_PORT": ctld_port, "COADDBLISS_SLURMD_PORT": slurmd_port}
     try:
-        up = run(["bash", str(CLUSTER_SH), "start", str(state)], limit_s=120)
+        up = run(
+            ["bash", str(CLUSTER_SH), "start", str(state)], limit_s=120, env={**os.environ, **ports}
+        )
         assert up.returncode == 0, f"cluster did not start:\n{up.stderr}"
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)  # jobs must find the copy's library via the workflow itself

@@ -22,15 +22,16 @@ install_packages() {
     for cmd in munged slurmctld slurmd sbatch; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done
+    # slurmd must run as root (it starts jobs as their users): without root there is no cluster.
+    if [ "$(id -u)" -ne 0 ]; then
+        log "not root: cannot run slurmd (nor apt-get install ${missing[*]:-})"
+        return 1
+    fi
     if [ ${#missing[@]} -eq 0 ]; then
         log "SLURM and munge already installed"
         return 0
     fi
     log "missing ${missing[*]}: installing ${PACKAGES[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-        log "not root: cannot apt-get install"
-        return 1
-    fi
     # The image's policy-rc.d keeps the packages' own services from starting: we start ours.
     export DEBIAN_FRONTEND=noninteractive
     timeout -k 10 300 apt-get update -qq >&2 || return 1
