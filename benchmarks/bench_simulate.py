@@ -53,19 +53,17 @@ def main(n_scenes: int, workers: int) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"{n_scenes} scenes, {len(truth)} stars, noise {settings.noise} {settings.noise_stage}")
 
-    rate = {}
-    for depth in config["simulate"]["depths"]:
+    def throughput(depths, workers):
         start = time.perf_counter()
         for _ in simulate_split(
-            psf, settings, truth, n_images=n_scenes, depth=depth, split="test", seed=0,
+            psf, settings, truth, n_images=n_scenes, depths=depths, split="test", seed=0,
             chunk_size=max(1, n_scenes // (4 * workers)), workers=workers,
         ):  # fmt: skip
             pass
-        rate[depth] = n_scenes / (time.perf_counter() - start)
-        print(f"coaddbliss   d={depth:3d}: {rate[depth]:8.1f} images/s ({workers} workers)")
+        return n_scenes / (time.perf_counter() - start)
 
     depth = max(config["simulate"]["depths"])
-    n_ref = max(4, n_scenes // 20)
+    n_ref = max(4, n_scenes // 10)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     for scene in range(n_ref):
@@ -74,15 +72,20 @@ def main(n_scenes: int, workers: int) -> None:
             psf, stars["x"].to_numpy(), stars["y"].to_numpy(), stars["flux"].to_numpy(),
             draw_dithers("test", 0, scene, depth), rng,
         )  # fmt: skip
-    ref_rate = n_ref / (time.perf_counter() - start) * workers  # ideal scaling over workers
-    print(f"reference    d={depth:3d}: {ref_rate:8.1f} images/s (x{workers} ideal scaling)")
-    print(f"speed-up at d={depth}: {rate[depth] / ref_rate:.1f}x")
+    ref_rate = n_ref / (time.perf_counter() - start)
+    one = throughput((depth,), 1)
+    print(f"d={depth}, 1 process: reference loop {ref_rate:7.1f} coadds/s")
+    print(f"d={depth}, 1 process: coaddbliss     {one:7.1f} coadds/s  ({one / ref_rate:.1f}x)")
+    many = throughput((depth,), workers)
+    print(f"d={depth}, {workers} processes: coaddbliss  {many:7.1f} coadds/s")
+    depths = tuple(config["simulate"]["depths"])
+    every = throughput(depths, workers)
+    print(f"all depths {list(depths)} in one pass, {workers} processes: {every:7.1f} scenes/s")
 
     data = config["data"]
     n_seeds = len(data["train_seeds"])
     scenes = data["test_scenes"] + n_seeds * (data["train_scenes"] + data["val_scenes"])
-    seconds = sum(scenes / r for r in rate.values())
-    print(f"projected: all {scenes} scenes x depths {list(rate)}: {seconds / 60:.1f} min")
+    print(f"projected for config.yaml ({scenes} scenes): {scenes / every / 60:.1f} min")
 
 
 if __name__ == "__main__":
