@@ -320,6 +320,12 @@ def check_contract(repo: Path, planned: set[str]) -> None:
         for path in groups["models"]:
             ckpt = torch.load(repo / path, weights_only=True, map_location="cpu")
             assert {"state_dict", "encoder_config", "train_config", "version"} <= set(ckpt)
+        # The job held the (fake) GPU, gpu resource 1; without CUDA it says it ran on the CPU.
+        logs = list((repo / "results/logs/train_encoder").rglob("*.log"))
+        assert len(logs) == len(groups["models"])
+        for log in logs:
+            text = log.read_text()
+            assert re.search(r"device: (cpu \(gpu resource 1, CUDA not available|cuda)", text)
     n_test = n_images["results/data/test/truth.parquet"]
     for group in ("catalogs", "baselines"):
         if group in due:
