@@ -72,9 +72,10 @@ start_cluster() {
     wait_for 10 test -S "$msock" || { log "munged did not start"; cat "$dir/log/munged.log" >&2; return 1; }
 
     cat >"$dir/slurm.conf" <<EOF
-# Written by tests/slurm/cluster.sh: one node, one fake GPU, no accounting.
+# Written by tests/slurm/cluster.sh: one node on the loopback address (no DNS needed), one fake
+# GPU, no accounting.
 ClusterName=coaddbliss
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
@@ -102,7 +103,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 GresTypes=gpu
-NodeName=$host CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     # A count-only gres entry registers 0 GPUs and the node goes INVAL: give it a device file.
