@@ -42,7 +42,9 @@ def check_geometry(config: dict[str, Any]) -> None:
     if not lo < hi:
         raise ConfigError(f"config key 'image.source_lo' ({lo}) must be < 'image.source_hi' ({hi})")
     if hi > size:
-        raise ConfigError(f"config key 'image.source_hi' ({hi}) lies outside the {size}-pixel frame")
+        raise ConfigError(
+            f"config key 'image.source_hi' ({hi}) lies outside the {size}-pixel frame"
+        )
     if not prior["flux_min"] < prior["flux_max"]:
         raise ConfigError(
             f"config key 'prior.flux_min' ({prior['flux_min']}) must be < "

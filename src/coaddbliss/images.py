@@ -111,9 +111,7 @@ def read_cube(
     if data.ndim != 3:
         raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {data.shape}")
     if image_shape is not None and data.shape[1:] != tuple(image_shape):
-        raise ImageCubeError(
-            f"{path}: images are {data.shape[1:]}, expected {tuple(image_shape)}"
-        )
+        raise ImageCubeError(f"{path}: images are {data.shape[1:]}, expected {tuple(image_shape)}")
     for key in ("D", "BKG"):
         if key not in header:
             raise ImageCubeError(f"{path}: header lacks the {key!r} card")

@@ -56,9 +56,7 @@ class PSF:
         """Integral of the unnormalized profile over the plane (analytic)."""
         p = self.params
         wing_area = 2 * math.pi * p.beta * p.sigmap**2 / (p.beta - 2)
-        return (
-            2 * math.pi * p.sigma1**2 + p.b * 2 * math.pi * p.sigma2**2 + p.p0 * wing_area
-        )
+        return 2 * math.pi * p.sigma1**2 + p.b * 2 * math.pi * p.sigma2**2 + p.p0 * wing_area
 
     def profile(self, r) -> np.ndarray:
         """P(r): fraction of a star's flux in a pixel whose centre is r pixels from the star."""
