@@ -141,3 +141,53 @@ def write_standin_results(root: Path, n_images: int, depths, seeds, *, sep: bool
                 results / f"baselines/sep/d{d}.parquet",
                 kind="predicted",
             )
+
+
+#: Rules that write what the stand-in fakes; stubbed in a copy only while the real one is absent.
+STUB_RULES = {
+    "simulate_images": 'output: cube="results/data/test/d{d}.fits"',
+    "infer_catalog": 'output: catalog="results/catalogs/d{d}/seed{seed}.parquet"',
+    "baseline_sep": 'output: catalog="results/baselines/sep/d{d}.parquet"',
+    "physical_limits": 'output: table="results/metrics/limits.parquet"',
+}
+
+
+def has_rule(repo: Path, name: str) -> bool:
+    """Whether some .smk of the repository defines rule `name`."""
+    return any(f"rule {name}:" in p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))
+
+
+def make_standin_workdir(repo: Path, dest: Path, config: dict) -> None:
+    """Copy the repository's workflow to `dest`, add stand-in results and stub upstream rules.
+
+    Stubs exist only for the rules the repository lacks (they fail if asked to run: the
+    stand-in files must already be there), so the copy keeps working as the real stages land.
+    """
+    import shutil
+
+    for name in ("Snakefile", "config.yaml", "config", "workflow", "src", "envs", "profiles"):
+        src = repo / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    depths = config["simulate"]["depths"]
+    write_standin_results(
+        dest, config["data"]["test_scenes"], depths, config["data"]["train_seeds"]
+    )
+    stubs = []
+    for name, output in STUB_RULES.items():
+        if not has_rule(repo, name):
+            stubs.append(f'rule {name}:\n    {output},\n    shell:\n        "exit 1"\n')
+    if not has_rule(repo, "physical_limits"):
+        (dest / "results/metrics").mkdir(parents=True, exist_ok=True)
+        limits_table(depths).to_parquet(dest / "results/metrics/limits.parquet")
+    (dest / "workflow/rules/standin.smk").write_text("\n\n".join(stubs))
+    snakefile = dest / "Snakefile"
+    text = snakefile.read_text()
+    for line in text.splitlines():  # stages not written yet: an empty file keeps the include
+        if line.startswith("include:") and not (dest / line.split('"')[1]).exists():
+            stage = Path(line.split('"')[1]).stem
+            (dest / line.split('"')[1]).write_text(f"def {stage}_targets():\n    return []\n")
+    anchor = 'include: "workflow/rules/baseline.smk"\n'
+    snakefile.write_text(text.replace(anchor, anchor + 'include: "workflow/rules/standin.smk"\n'))

@@ -1,6 +1,93 @@
-# Stage 'evaluate': not implemented yet (see the issue that owns it).
+# Stage 'evaluate' (issue 4, SPEC §6): score every predicted catalog of the test split against
+# the truth, per run (method, d, seed), then aggregate the runs into one tidy table.
+#
+#   results/metrics/runs/{method}/d{d}/seed{seed}.parquet   point estimates + bootstrap replicates
+#   results/metrics/metrics.parquet                         per seed and pooled, with bands
+#
+# Methods: "encoder" (results/catalogs/d{d}/seed{seed}.parquet, rule infer_catalog) and "sep"
+# (results/baselines/sep/d{d}.parquet, rule baseline_sep; one pseudo-seed, 0), each included
+# once the rule that writes its catalogs exists.
+
+TEST_TRUTH = "results/data/test/truth.parquet"
+TEST_CUBE = "results/data/test/d{d}.fits"
+CATALOG_PATHS = {
+    "encoder": "results/catalogs/d{d}/seed{seed}.parquet",
+    "sep": "results/baselines/sep/d{d}.parquet",
+}
+#: The rule that writes each method's catalogs (the method is scored once that rule exists).
+CATALOG_RULES = {"encoder": "infer_catalog", "sep": "baseline_sep"}
+SEP_PSEUDO_SEED = 0
+METRICS_RUN = "results/metrics/runs/{method}/d{d}/seed{seed}.parquet"
+METRICS_TABLE = "results/metrics/metrics.parquet"
+#: Physical limits (rule physical_limits, issue 6): drawn on figure 2 when that rule exists.
+LIMITS_TABLE = "results/metrics/limits.parquet"
+
+
+def scored_methods():
+    """Methods whose catalogs some rule of this workflow writes."""
+    return [m for m, rule in CATALOG_RULES.items() if workflow.is_rule(rule)]
+
+
+def method_runs(method):
+    """(d, seed) of every run of a method: sep is one pseudo-seed per depth."""
+    seeds = TRAIN_SEEDS if method == "encoder" else [SEP_PSEUDO_SEED]
+    return [(d, s) for d in DEPTHS for s in seeds]
+
+
+def predicted_catalog(wildcards):
+    """The catalog a run scores."""
+    if wildcards.method == "sep" and int(wildcards.seed) != SEP_PSEUDO_SEED:
+        raise ValueError(f"sep has one pseudo-seed ({SEP_PSEUDO_SEED}), not {wildcards.seed}")
+    return CATALOG_PATHS[wildcards.method].format(d=wildcards.d, seed=wildcards.seed)
+
+
+def metrics_runs(wildcards=None):
+    """Every run table the aggregate collects."""
+    return [
+        METRICS_RUN.format(method=m, d=d, seed=s)
+        for m in scored_methods()
+        for d, s in method_runs(m)
+    ]
+
+
+rule score_catalog:
+    input:
+        truth=TEST_TRUTH,
+        cube=TEST_CUBE,
+        catalog=predicted_catalog,
+        code=package_sources("metrics", "catalog", "images"),
+    output:
+        table=METRICS_RUN,
+    params:
+        evaluate=config["evaluate"],
+    log:
+        log_path("score_catalog", "{method}", "d{d}", "seed{seed}"),
+    benchmark:
+        benchmark_path("score_catalog", "{method}", "d{d}", "seed{seed}")
+    wildcard_constraints:
+        method="|".join(CATALOG_PATHS),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/score_catalog.py"
+
+
+rule aggregate_metrics:
+    input:
+        runs=metrics_runs,
+        code=package_sources("metrics"),
+    output:
+        table=METRICS_TABLE,
+    params:
+        band=config["evaluate"]["band"],
+    log:
+        log_path("aggregate_metrics", "metrics"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/aggregate_metrics.py"
 
 
 def evaluate_targets():
-    """Final outputs of this stage that `rule all` asks for."""
-    return []
+    """Final outputs of this stage that `rule all` asks for (none until catalogs have a rule)."""
+    return [rules.aggregate_metrics.output.table] if scored_methods() else []

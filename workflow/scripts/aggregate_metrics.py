@@ -1,0 +1,38 @@
+"""Aggregate every run table into results/metrics/metrics.parquet (rule aggregate_metrics)."""
+
+# No `from __future__` import: Snakemake prepends its preamble to this file.
+import sys
+
+import pandas as pd
+
+from coaddbliss.metrics import (
+    METRICS_SCHEMA,
+    RUN_SCHEMA,
+    MetricsError,
+    aggregate_runs,
+    read_table,
+    write_table,
+)
+
+
+def main(*, runs: list[str], table: str, band: tuple[float, float]) -> None:
+    """Per seed and pooled over seeds: point estimates with bootstrap bands."""
+    if not runs:
+        raise MetricsError("no run tables to aggregate")
+    frames = [read_table(path, RUN_SCHEMA) for path in runs]
+    result = aggregate_runs(pd.concat(frames, ignore_index=True), band=band)
+    write_table(result, table, METRICS_SCHEMA, {"band": list(band), "runs": runs})
+    print(f"{len(runs)} runs -> {len(result)} rows in {table}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115
+    try:
+        main(
+            runs=list(snakemake.input.runs),  # noqa: F821
+            table=snakemake.output.table,  # noqa: F821
+            band=tuple(snakemake.params.band),  # noqa: F821
+        )
+    except MetricsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
