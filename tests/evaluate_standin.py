@@ -86,7 +86,6 @@ def predicted(truth: pd.DataFrame, d: int, seed: int, *, with_sd: bool = True) -
     )
     pred = pd.concat([pred, fake], ignore_index=True)
     pred["prob"] = 0.9
-    n = len(pred)
     pred["x_sd"] = np.r_[sd_loc, np.full(n_fake, 0.5)] if with_sd else np.nan
     pred["y_sd"] = pred["x_sd"]
     pred["log_flux_sd"] = np.r_[sd_log, np.full(n_fake, 0.5)] if with_sd else np.nan
@@ -143,51 +142,52 @@ def write_standin_results(root: Path, n_images: int, depths, seeds, *, sep: bool
             )
 
 
-#: Rules that write what the stand-in fakes; stubbed in a copy only while the real one is absent.
+#: Upstream rules whose outputs the stand-in fakes: stubs that fail if ever asked to run.
 STUB_RULES = {
-    "simulate_images": 'output: cube="results/data/test/d{d}.fits"',
-    "infer_catalog": 'output: catalog="results/catalogs/d{d}/seed{seed}.parquet"',
-    "baseline_sep": 'output: catalog="results/baselines/sep/d{d}.parquet"',
-    "physical_limits": 'output: table="results/metrics/limits.parquet"',
+    "simulate_images": 'cube="results/data/test/d{d}.fits"',
+    "infer_catalog": 'catalog="results/catalogs/d{d}/seed{seed}.parquet"',
+    "baseline_sep": 'catalog="results/baselines/sep/d{d}.parquet"',
+    "physical_limits": 'table="results/metrics/limits.parquet"',
 }
+#: A Snakefile of the evaluation stages alone, fed by the stand-in files and the stubs.
+STANDIN_SNAKEFILE = """\
+configfile: "config.yaml"
 
 
-def has_rule(repo: Path, name: str) -> bool:
-    """Whether some .smk of the repository defines rule `name`."""
-    return any(f"rule {name}:" in p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))
+include: "workflow/rules/common.smk"
+include: "workflow/rules/standin.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        evaluate_targets(),
+        figures_targets(),
+"""
 
 
 def make_standin_workdir(repo: Path, dest: Path, config: dict) -> None:
-    """Copy the repository's workflow to `dest`, add stand-in results and stub upstream rules.
-
-    Stubs exist only for the rules the repository lacks (they fail if asked to run: the
-    stand-in files must already be there), so the copy keeps working as the real stages land.
-    """
+    """A directory with the repository's evaluation stages, stand-in upstream files and a
+    Snakefile of its own (the real upstream stages are left out: they would want to rerun)."""
     import shutil
 
-    for name in ("Snakefile", "config.yaml", "config", "workflow", "src", "envs", "profiles"):
-        src = repo / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    depths = config["simulate"]["depths"]
-    write_standin_results(
-        dest, config["data"]["test_scenes"], depths, config["data"]["train_seeds"]
-    )
-    stubs = []
-    for name, output in STUB_RULES.items():
-        if not has_rule(repo, name):
-            stubs.append(f'rule {name}:\n    {output},\n    shell:\n        "exit 1"\n')
-    if not has_rule(repo, "physical_limits"):
-        (dest / "results/metrics").mkdir(parents=True, exist_ok=True)
-        limits_table(depths).to_parquet(dest / "results/metrics/limits.parquet")
+    import yaml
+
+    for name in ("workflow", "src", "envs"):
+        shutil.copytree(repo / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    config = {**config, "prior": {**config["prior"]}}
+    for key in ("flux_min", "flux_max"):  # YAML 1.1 reads 1.0e6 as a string
+        config["prior"][key] = float(config["prior"][key])
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    depths, seeds = config["simulate"]["depths"], config["data"]["train_seeds"]
+    write_standin_results(dest, config["data"]["test_scenes"], depths, seeds)
+    (dest / "results/metrics").mkdir(parents=True, exist_ok=True)
+    limits_table(depths).to_parquet(dest / "results/metrics/limits.parquet")
+    stubs = [
+        f'rule {name}:\n    output:\n        {output},\n    shell:\n        "exit 1"\n'
+        for name, output in STUB_RULES.items()
+    ]
     (dest / "workflow/rules/standin.smk").write_text("\n\n".join(stubs))
-    snakefile = dest / "Snakefile"
-    text = snakefile.read_text()
-    for line in text.splitlines():  # stages not written yet: an empty file keeps the include
-        if line.startswith("include:") and not (dest / line.split('"')[1]).exists():
-            stage = Path(line.split('"')[1]).stem
-            (dest / line.split('"')[1]).write_text(f"def {stage}_targets():\n    return []\n")
-    anchor = 'include: "workflow/rules/baseline.smk"\n'
-    snakefile.write_text(text.replace(anchor, anchor + 'include: "workflow/rules/standin.smk"\n'))
+    (dest / "Snakefile").write_text(STANDIN_SNAKEFILE)

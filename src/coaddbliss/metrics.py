@@ -436,6 +436,15 @@ def read_table(path: str | os.PathLike, schema: pa.Schema = METRICS_SCHEMA) -> p
 PAPER_DIMMEST = {1: ("0.65", "0.25", "> 20 %"), "coadd": ("~flat", "> 0.70", "< 10 %")}
 
 
+def _cell(row: pd.DataFrame, stat: str, pct: bool = False) -> str:
+    """'value [lower, upper]' of one statistic of a table row group."""
+    v, lo, hi = row.loc[stat, ["value", "lower", "upper"]]
+    if not np.isfinite(v):
+        return "n/a"
+    f = (lambda x: f"{100 * x:+.1f} %") if pct else (lambda x: f"{x:.2f}")
+    return f"{f(v)} [{f(lo)}, {f(hi)}]"
+
+
 def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
     """Markdown table: dimmest-bin precision, recall and median flux residual per d vs the paper."""
     pooled = metrics[(metrics["seed"] == POOLED_SEED) & (metrics["method"] == method)]
@@ -450,18 +459,11 @@ def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
     ]
     for d in sorted(dim["d"].unique()):
         row = dim[dim["d"] == d].set_index("statistic")
-
-        def cell(stat: str, pct: bool = False) -> str:
-            v, lo, hi = row.loc[stat, ["value", "lower", "upper"]]
-            if not np.isfinite(v):
-                return "n/a"
-            f = (lambda x: f"{100 * x:+.1f} %") if pct else (lambda x: f"{x:.2f}")
-            return f"{f(v)} [{f(lo)}, {f(hi)}]"
-
         paper = PAPER_DIMMEST[1] if d == 1 else PAPER_DIMMEST["coadd"]
         lines.append(
-            f"| {d} | {int(row.loc['recall', 'n_seeds'])} | {cell('precision')} | {cell('recall')} "
-            f"| {cell('flux_residual_median', pct=True)} | {', '.join(paper)} |"
+            f"| {d} | {int(row.loc['recall', 'n_seeds'])} | {_cell(row, 'precision')} "
+            f"| {_cell(row, 'recall')} | {_cell(row, 'flux_residual_median', pct=True)} "
+            f"| {', '.join(paper)} |"
         )
     return "\n".join(lines)
 

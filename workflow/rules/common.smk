@@ -1,4 +1,5 @@
 # Shared by every stage: config validation, wildcard constraints, path helpers.
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,9 @@ wildcard_constraints:
 
 def package_sources(*modules):
     """Library modules a rule's output depends on: editing one reruns exactly those rules."""
-    return [str(SRC / "coaddbliss" / f"{m}.py") for m in modules]
+    # Relative to the working directory: Snakemake records input paths, and absolute ones
+    # would make a moved or copied run directory look changed ("set of input files has changed").
+    return [os.path.relpath(SRC / "coaddbliss" / f"{m}.py") for m in modules]
 
 
 def log_path(rule_name, *parts):

@@ -18,7 +18,7 @@ rule figure_scene:
     input:
         truth=TEST_TRUTH,
         cubes=expand(TEST_CUBE, d=DEPTHS),
-        code=package_sources("plotting", "images", "catalog"),
+        code=package_sources("plotting", "metrics", "images", "catalog"),
     output:
         png=report(
             FIGURE.format(name="scene", ext="png"),
