@@ -177,10 +177,9 @@ def make_standin_workdir(repo: Path, dest: Path, config: dict) -> None:
 
     for name in ("workflow", "src", "envs"):
         shutil.copytree(repo / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    config = {**config, "prior": {**config["prior"]}}
-    for key in ("flux_min", "flux_max"):  # YAML 1.1 reads 1.0e6 as a string
-        config["prior"][key] = float(config["prior"][key])
-    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (dest / "config").mkdir()
+    for path in (dest / "config.yaml", dest / "config/demo.yaml"):
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
     depths, seeds = config["simulate"]["depths"], config["data"]["train_seeds"]
     write_standin_results(dest, config["data"]["test_scenes"], depths, seeds)
     (dest / "results/metrics").mkdir(parents=True, exist_ok=True)
@@ -189,5 +188,14 @@ def make_standin_workdir(repo: Path, dest: Path, config: dict) -> None:
         f'rule {name}:\n    output:\n        {output},\n    shell:\n        "exit 1"\n'
         for name, output in STUB_RULES.items()
     ]
-    (dest / "workflow/rules/standin.smk").write_text("\n\n".join(stubs))
+    templates = (
+        'TRUTH_CATALOG = "results/data/{dataset}/truth.parquet"\n'
+        'IMAGE_CUBE = "results/data/{dataset}/d{d}.fits"\n\n\n'
+    )
+    (dest / "workflow/rules/standin.smk").write_text(templates + "\n\n".join(stubs))
     (dest / "Snakefile").write_text(STANDIN_SNAKEFILE)
+
+
+def has_rule(repo: Path, name: str) -> bool:
+    """Whether some .smk file of the repository defines rule `name`."""
+    return any(f"rule {name}:" in p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))

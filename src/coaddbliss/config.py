@@ -23,7 +23,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
-    """Validate `config` against the schema and the geometry; raise `ConfigError` on the first problem."""
+    """Validate `config` against the schema and the geometry; raise `ConfigError` if wrong."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -93,7 +93,7 @@ def read_cube(
     image_shape: tuple[int, int] | None = (88, 88),
     memmap: bool = False,
 ) -> ImageCube:
-    """Load a cube written by `write_cube`; raise `ImageCubeError` naming the file on any problem."""
+    """Load a cube written by `write_cube`; raise `ImageCubeError` naming the file if bad."""
     path = Path(path)
     if not path.is_file():
         raise ImageCubeError(f"{path}: image cube not found")

@@ -23,18 +23,107 @@ wildcard_constraints:
     dataset=r"test|(train|val)/seed\d+",
 
 
+def dataset_split(dataset):
+    """'test', 'train' or 'val' from a data set name such as 'train/seed3'."""
+    return dataset.split("/")[0]
+
+
+def dataset_seed(dataset):
+    """The seed of a data set: the config's test seed, or the training seed in its name."""
+    if dataset == "test":
+        return int(config["data"]["test_seed"])
+    return int(dataset.rsplit("seed", 1)[1])
+
+
+def dataset_size(dataset):
+    """Number of scenes of a data set."""
+    return int(config["data"][f"{dataset_split(dataset)}_scenes"])
+
+
 def package_sources(*modules):
     """Library modules a rule's output depends on: editing one reruns exactly those rules."""
-    # Relative to the working directory: Snakemake records input paths, and absolute ones
-    # would make a moved or copied run directory look changed ("set of input files has changed").
+    # relative to the working directory: a moved or copied checkout keeps the same inputs
     return [os.path.relpath(SRC / "coaddbliss" / f"{m}.py") for m in modules]
 
 
 def log_path(rule_name, *parts):
     """One log per job: results/logs/{rule}/{parts}.log."""
-    return "results/logs/" + "/".join([rule_name, *parts]) + ".log"
+    return os.path.join("results", "logs", rule_name, *parts) + ".log"
 
 
 def benchmark_path(rule_name, *parts):
     """One benchmark table per heavy job: results/benchmarks/{rule}/{parts}.tsv."""
-    return "results/benchmarks/" + "/".join([rule_name, *parts]) + ".tsv"
+    return os.path.join("results", "benchmarks", rule_name, *parts) + ".tsv"
+
+
+# -- what `rule all` asks for, stage by stage (path templates live in each stage's .smk) ------
+
+
+def simulate_targets():
+    """Every data set of the config: the test split and each seed's train/val splits, per d."""
+    return [PSF_FITS] + expand(IMAGE_CUBE, dataset=DATASETS, d=DEPTHS)
+
+
+def train_targets():
+    """Final outputs of stage 'train' (not implemented yet)."""
+    return []
+
+
+def infer_targets():
+    """Final outputs of stage 'infer' (not implemented yet)."""
+    return []
+
+
+def evaluate_targets():
+    """The aggregate metrics table, once some rule writes catalogs to score."""
+    return [METRICS_TABLE] if scored_methods() else []
+
+
+def figures_targets():
+    """Figure 1 once the test images have a rule; figure 2 and calibration once metrics do."""
+    targets = []
+    if workflow.is_rule("simulate_images"):
+        targets += rules.figure_scene.output
+    if scored_methods():
+        targets += rules.figure_metrics.output + rules.figure_calibration.output
+    return targets
+
+
+# -- evaluate, figures (issue 4): input functions (path templates live in evaluate.smk) --------
+
+
+def scored_methods():
+    """Methods whose catalogs some rule of this workflow writes (encoder, sep)."""
+    return [m for m, rule in CATALOG_RULES.items() if workflow.is_rule(rule)]
+
+
+def method_runs(method):
+    """(d, seed) of every run of a method: sep is one pseudo-seed per depth."""
+    seeds = TRAIN_SEEDS if method == "encoder" else [SEP_PSEUDO_SEED]
+    return [(d, s) for d in DEPTHS for s in seeds]
+
+
+def predicted_catalog(wildcards):
+    """The catalog a run (method, d, seed) scores."""
+    if wildcards.method == "sep" and int(wildcards.seed) != SEP_PSEUDO_SEED:
+        raise ValueError(f"sep has one pseudo-seed ({SEP_PSEUDO_SEED}), not {wildcards.seed}")
+    return CATALOG_PATHS[wildcards.method].format(d=wildcards.d, seed=wildcards.seed)
+
+
+def metrics_runs(wildcards=None):
+    """Every run table the aggregate collects."""
+    return [
+        METRICS_RUN.format(method=m, d=d, seed=s)
+        for m in scored_methods()
+        for d, s in method_runs(m)
+    ]
+
+
+def limits_table(wildcards=None):
+    """The physical-limits table (issue 6) when rule physical_limits exists, else nothing."""
+    return [LIMITS_TABLE] if workflow.is_rule("physical_limits") else []
+
+
+def baseline_targets():
+    """Final outputs of stage 'baseline' (not implemented yet)."""
+    return []

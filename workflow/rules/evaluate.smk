@@ -8,8 +8,8 @@
 # (results/baselines/sep/d{d}.parquet, rule baseline_sep; one pseudo-seed, 0), each included
 # once the rule that writes its catalogs exists.
 
-TEST_TRUTH = "results/data/test/truth.parquet"
-TEST_CUBE = "results/data/test/d{d}.fits"
+TEST_TRUTH = TRUTH_CATALOG.format(dataset="test")  # templates of simulate.smk
+TEST_CUBE = IMAGE_CUBE.replace("{dataset}", "test")  # keeps the {d} wildcard
 CATALOG_PATHS = {
     "encoder": "results/catalogs/d{d}/seed{seed}.parquet",
     "sep": "results/baselines/sep/d{d}.parquet",
@@ -23,38 +23,11 @@ METRICS_TABLE = "results/metrics/metrics.parquet"
 LIMITS_TABLE = "results/metrics/limits.parquet"
 
 
-def scored_methods():
-    """Methods whose catalogs some rule of this workflow writes."""
-    return [m for m, rule in CATALOG_RULES.items() if workflow.is_rule(rule)]
-
-
-def method_runs(method):
-    """(d, seed) of every run of a method: sep is one pseudo-seed per depth."""
-    seeds = TRAIN_SEEDS if method == "encoder" else [SEP_PSEUDO_SEED]
-    return [(d, s) for d in DEPTHS for s in seeds]
-
-
-def predicted_catalog(wildcards):
-    """The catalog a run scores."""
-    if wildcards.method == "sep" and int(wildcards.seed) != SEP_PSEUDO_SEED:
-        raise ValueError(f"sep has one pseudo-seed ({SEP_PSEUDO_SEED}), not {wildcards.seed}")
-    return CATALOG_PATHS[wildcards.method].format(d=wildcards.d, seed=wildcards.seed)
-
-
-def metrics_runs(wildcards=None):
-    """Every run table the aggregate collects."""
-    return [
-        METRICS_RUN.format(method=m, d=d, seed=s)
-        for m in scored_methods()
-        for d, s in method_runs(m)
-    ]
-
-
 rule score_catalog:
     input:
         truth=TEST_TRUTH,
         cube=TEST_CUBE,
-        catalog=predicted_catalog,
+        catalog=predicted_catalog,  # functions: common.smk
         code=package_sources("metrics", "catalog", "images"),
     output:
         table=METRICS_RUN,
@@ -86,8 +59,3 @@ rule aggregate_metrics:
         "../../envs/analysis.yaml"
     script:
         "../scripts/aggregate_metrics.py"
-
-
-def evaluate_targets():
-    """Final outputs of this stage that `rule all` asks for (none until catalogs have a rule)."""
-    return [rules.aggregate_metrics.output.table] if scored_methods() else []

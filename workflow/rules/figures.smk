@@ -9,11 +9,6 @@
 FIGURE = "results/figures/{name}.{ext}"
 
 
-def limits_table(wildcards=None):
-    """The physical-limits table when rule physical_limits (issue 6) exists, else nothing."""
-    return [LIMITS_TABLE] if workflow.is_rule("physical_limits") else []
-
-
 rule figure_scene:
     input:
         truth=TEST_TRUTH,
@@ -39,7 +34,7 @@ rule figure_scene:
 rule figure_metrics:
     input:
         table=rules.aggregate_metrics.output.table,
-        limits=limits_table,
+        limits=limits_table,  # none until rule physical_limits exists
         code=package_sources("plotting"),
     output:
         png=report(
@@ -77,13 +72,3 @@ rule figure_calibration:
         "../../envs/analysis.yaml"
     script:
         "../scripts/figure_calibration.py"
-
-
-def figures_targets():
-    """Final outputs of this stage that `rule all` asks for."""
-    targets = []
-    if workflow.is_rule("simulate_images"):
-        targets += rules.figure_scene.output
-    if scored_methods():
-        targets += rules.figure_metrics.output + rules.figure_calibration.output
-    return targets

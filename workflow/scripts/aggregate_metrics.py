@@ -1,10 +1,12 @@
 """Aggregate every run table into results/metrics/metrics.parquet (rule aggregate_metrics)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
 import sys
 
 import pandas as pd
 
+from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import (
     METRICS_SCHEMA,
     RUN_SCHEMA,
@@ -14,6 +16,8 @@ from coaddbliss.metrics import (
     write_table,
 )
 
+LOG = logging.getLogger("coaddbliss")
+
 
 def main(*, runs: list[str], table: str, band: tuple[float, float]) -> None:
     """Per seed and pooled over seeds: point estimates with bootstrap bands."""
@@ -22,11 +26,11 @@ def main(*, runs: list[str], table: str, band: tuple[float, float]) -> None:
     frames = [read_table(path, RUN_SCHEMA) for path in runs]
     result = aggregate_runs(pd.concat(frames, ignore_index=True), band=band)
     write_table(result, table, METRICS_SCHEMA, {"band": list(band), "runs": runs})
-    print(f"{len(runs)} runs -> {len(result)} rows in {table}", file=sys.stderr)
+    LOG.info(f"{len(runs)} runs -> {len(result)} rows in {table}")
 
 
 if __name__ == "__main__":
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115
+    log_to_file(snakemake.log[0])  # noqa: F821
     try:
         main(
             runs=list(snakemake.input.runs),  # noqa: F821
@@ -34,5 +38,5 @@ if __name__ == "__main__":
             band=tuple(snakemake.params.band),  # noqa: F821
         )
     except MetricsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOG.error("%s", err)
         sys.exit(1)

@@ -1,13 +1,17 @@
 """Calibration figure: realized against nominal coverage per d (rule figure_calibration)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
 import sys
 from typing import Any
 
 import matplotlib.pyplot as plt
 
+from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import MetricsError, read_table
 from coaddbliss.plotting import calibration_figure
+
+LOG = logging.getLogger("coaddbliss")
 
 
 def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
@@ -24,7 +28,7 @@ def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115
+    log_to_file(snakemake.log[0])  # noqa: F821
     try:
         main(
             table=snakemake.input.table,  # noqa: F821
@@ -33,5 +37,5 @@ if __name__ == "__main__":
             figures=dict(snakemake.params.figures),  # noqa: F821
         )
     except MetricsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOG.error("%s", err)
         sys.exit(1)

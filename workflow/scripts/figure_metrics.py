@@ -1,16 +1,21 @@
 """Figure 2: precision, recall and flux residual against magnitude (rule figure_metrics)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
 import sys
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import MetricsError, read_table
 from coaddbliss.plotting import metrics_figure
 
 LIMIT_COLUMNS = ["d", "mag", "recall_limit", "flux_err_limit"]
+
+
+LOG = logging.getLogger("coaddbliss")
 
 
 def read_limits(path: str) -> pd.DataFrame:
@@ -35,11 +40,11 @@ def main(*, table: str, limits: list[str], png: str, pdf: str, figures: dict[str
     fig.savefig(png, dpi=figures["dpi"])
     fig.savefig(pdf)
     plt.close(fig)
-    print(f"methods {sorted(metrics['method'].unique())}, limits: {bool(limits)}", file=sys.stderr)
+    LOG.info(f"methods {sorted(metrics['method'].unique())}, limits: {bool(limits)}")
 
 
 if __name__ == "__main__":
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115
+    log_to_file(snakemake.log[0])  # noqa: F821
     try:
         main(
             table=snakemake.input.table,  # noqa: F821
@@ -49,5 +54,5 @@ if __name__ == "__main__":
             figures=dict(snakemake.params.figures),  # noqa: F821
         )
     except MetricsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOG.error("%s", err)
         sys.exit(1)

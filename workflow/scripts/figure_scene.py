@@ -1,6 +1,7 @@
 """Figure 1: one test scene as the single exposure and every coadd depth (rule figure_scene)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
 import sys
 from typing import Any
 
@@ -10,8 +11,11 @@ from astropy.io import fits
 
 from coaddbliss.catalog import CatalogError, read_catalog
 from coaddbliss.images import ImageCubeError
+from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import n_images_of_cube
 from coaddbliss.plotting import choose_scene, scene_figure
+
+LOG = logging.getLogger("coaddbliss")
 
 
 def read_image(path: str, index: int) -> tuple[np.ndarray, int, float]:
@@ -49,11 +53,11 @@ def main(*, truth: str, cubes: list[str], png: str, pdf: str, figures: dict[str,
     fig.savefig(png, dpi=figures["dpi"])
     fig.savefig(pdf)
     plt.close(fig)
-    print(f"scene {scene}: {len(stars)} stars, depths {sorted(images)}", file=sys.stderr)
+    LOG.info(f"scene {scene}: {len(stars)} stars, depths {sorted(images)}")
 
 
 if __name__ == "__main__":
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115
+    log_to_file(snakemake.log[0])  # noqa: F821
     try:
         main(
             truth=snakemake.input.truth,  # noqa: F821
@@ -63,5 +67,5 @@ if __name__ == "__main__":
             figures=dict(snakemake.params.figures),  # noqa: F821
         )
     except (CatalogError, ImageCubeError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOG.error("%s", err)
         sys.exit(1)

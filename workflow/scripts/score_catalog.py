@@ -1,13 +1,17 @@
 """Score one predicted catalog of the test split against the truth (rule score_catalog)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
 import sys
 import time
 from typing import Any
 
 from coaddbliss.catalog import CatalogError, read_catalog
 from coaddbliss.images import ImageCubeError
+from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import RUN_SCHEMA, EvaluateConfig, n_images_of_cube, score_run, write_table
+
+LOG = logging.getLogger("coaddbliss")
 
 
 def main(
@@ -29,16 +33,15 @@ def main(
     pred = read_catalog(catalog, kind="predicted", n_images=n_images)
     runs = score_run(true, pred, n_images, config).assign(method=method, d=d, seed=seed)
     write_table(runs, table, RUN_SCHEMA, {"evaluate": evaluate, "catalog": catalog})
-    print(
+    LOG.info(
         f"{method} d={d} seed={seed}: {n_images} images, {len(true)} true stars, "
         f"{len(pred)} detections, {config.bootstrap_replicates} bootstrap replicates, "
-        f"{time.perf_counter() - start:.2f} s",
-        file=sys.stderr,
+        f"{time.perf_counter() - start:.2f} s"
     )
 
 
 if __name__ == "__main__":
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115
+    log_to_file(snakemake.log[0])  # noqa: F821
     try:
         main(
             truth=snakemake.input.truth,  # noqa: F821
@@ -50,6 +53,6 @@ if __name__ == "__main__":
             seed=int(snakemake.wildcards.seed),  # noqa: F821
             evaluate=dict(snakemake.params.evaluate),  # noqa: F821
         )
-    except (CatalogError, ImageCubeError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (CatalogError, ImageCubeError) as err:  # bad input: one clear line, no traceback
+        LOG.error("%s", err)
         sys.exit(1)
