@@ -15,7 +15,7 @@ from coaddbliss.simulate import (
     draw_dithers,
     render,
     simulate_image,
-    write_split_cube,
+    write_split_cubes,
 )
 
 B = 865.0
@@ -160,11 +160,12 @@ def small_truth(config):
     return sample_truth(Prior.from_config(config), "test", 11, 23)
 
 
-def write(tmp_path, name, psf, truth, **kwargs):
+def write(tmp_path, name, psf, truth, depth, **kwargs):
     path = tmp_path / name
-    write_split_cube(
-        path, psf, SimSettings(background=B), truth, n_images=23, split="test", seed=11, **kwargs
-    )
+    write_split_cubes(
+        {depth: path}, psf, SimSettings(background=B), truth, n_images=23, split="test", seed=11,
+        **kwargs,
+    )  # fmt: skip
     return read_cube(path)
 
 
@@ -198,13 +199,25 @@ def test_killed_job_leaves_no_cube(psf, small_truth, tmp_path, monkeypatch):
     import coaddbliss.simulate as simulate
 
     def crash(*args, **kwargs):
-        yield np.zeros((5, 88, 88), np.float32), np.zeros((5, 5, 2))
+        yield {5: np.zeros((5, 88, 88), np.float32)}, np.zeros((5, 5, 2))
         raise KeyboardInterrupt  # the job is killed after its first chunk
 
     monkeypatch.setattr(simulate, "simulate_split", crash)
     with pytest.raises(KeyboardInterrupt):
         write(tmp_path, "killed.fits", psf, small_truth, depth=5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_pass_over_all_depths_equals_one_depth_at_a_time(psf, small_truth, tmp_path):
+    paths = {d: tmp_path / f"all_d{d}.fits" for d in (1, 5, 10)}
+    write_split_cubes(
+        paths, psf, SimSettings(background=B), small_truth, n_images=23, split="test", seed=11,
+        chunk_size=6,
+    )  # fmt: skip
+    for d, path in paths.items():
+        alone = write(tmp_path, f"alone_d{d}.fits", psf, small_truth, depth=d, chunk_size=23)
+        assert read_cube(path).data.tobytes() == alone.data.tobytes()
+    assert np.array_equal(read_extension(paths[1], "DITHERS"), np.zeros((23, 1, 2)))
 
 
 def test_empty_scenes_are_sky_only(psf, tmp_path):
