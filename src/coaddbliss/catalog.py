@@ -39,7 +39,9 @@ PREDICTED_SCHEMA = pa.schema(
         pa.field("prob", pa.float64(), nullable=False),  # q(n = 1) of the detection's tile
         pa.field("x_sd", pa.float64(), nullable=True),  # posterior sd of x, pixels (NaN: unknown)
         pa.field("y_sd", pa.float64(), nullable=True),  # posterior sd of y, pixels (NaN: unknown)
-        pa.field("log_flux_sd", pa.float64(), nullable=True),  # posterior sd of ln(flux) (NaN: unknown)
+        pa.field(
+            "log_flux_sd", pa.float64(), nullable=True
+        ),  # posterior sd of ln(flux) (NaN: unknown)
     ]
 )
 

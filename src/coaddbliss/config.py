@@ -23,7 +23,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
-    """Validate `config` against the schema and the geometry; raise `ConfigError` on the first problem."""
+    """Validate `config` against the schema and the geometry; raise `ConfigError` if wrong."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -42,7 +42,9 @@ def check_geometry(config: dict[str, Any]) -> None:
     if not lo < hi:
         raise ConfigError(f"config key 'image.source_lo' ({lo}) must be < 'image.source_hi' ({hi})")
     if hi > size:
-        raise ConfigError(f"config key 'image.source_hi' ({hi}) lies outside the {size}-pixel frame")
+        raise ConfigError(
+            f"config key 'image.source_hi' ({hi}) lies outside the {size}-pixel frame"
+        )
     if not prior["flux_min"] < prior["flux_max"]:
         raise ConfigError(
             f"config key 'prior.flux_min' ({prior['flux_min']}) must be < "

@@ -93,7 +93,7 @@ def read_cube(
     image_shape: tuple[int, int] | None = (88, 88),
     memmap: bool = False,
 ) -> ImageCube:
-    """Load a cube written by `write_cube`; raise `ImageCubeError` naming the file on any problem."""
+    """Load a cube written by `write_cube`; raise `ImageCubeError` naming the file if bad."""
     path = Path(path)
     if not path.is_file():
         raise ImageCubeError(f"{path}: image cube not found")
@@ -111,9 +111,7 @@ def read_cube(
     if data.ndim != 3:
         raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {data.shape}")
     if image_shape is not None and data.shape[1:] != tuple(image_shape):
-        raise ImageCubeError(
-            f"{path}: images are {data.shape[1:]}, expected {tuple(image_shape)}"
-        )
+        raise ImageCubeError(f"{path}: images are {data.shape[1:]}, expected {tuple(image_shape)}")
     for key in ("D", "BKG"):
         if key not in header:
             raise ImageCubeError(f"{path}: header lacks the {key!r} card")

@@ -56,9 +56,7 @@ class PSF:
         """Integral of the unnormalized profile over the plane (analytic)."""
         p = self.params
         wing_area = 2 * math.pi * p.beta * p.sigmap**2 / (p.beta - 2)
-        return (
-            2 * math.pi * p.sigma1**2 + p.b * 2 * math.pi * p.sigma2**2 + p.p0 * wing_area
-        )
+        return 2 * math.pi * p.sigma1**2 + p.b * 2 * math.pi * p.sigma2**2 + p.p0 * wing_area
 
     def profile(self, r) -> np.ndarray:
         """P(r): fraction of a star's flux in a pixel whose centre is r pixels from the star."""
@@ -114,3 +112,70 @@ class PSF:
         amps, sigmas = self.mge
         r2 = np.asarray(r, dtype=np.float64)[..., None] ** 2
         return (amps * np.exp(-r2 / (2 * sigmas**2))).sum(-1)
+
+
+# -- FITS --------------------------------------------------------------------------------------
+class PSFFileError(ValueError):
+    """psf.fits is missing, unreadable or lacks its parameters; the message names the file."""
+
+
+#: FITS header keyword of each parameter (8 characters at most).
+_HEADER_KEYS = {
+    "sigma1": "PSFSIG1",
+    "sigma2": "PSFSIG2",
+    "sigmap": "PSFSIGP",
+    "beta": "PSFBETA",
+    "b": "PSFB",
+    "p0": "PSFP0",
+}
+
+
+def psf_header_cards(params: PSFParams) -> dict[str, tuple[float, str]]:
+    """The parameters as FITS cards, for psf.fits and the image cubes' headers."""
+    return {key: (getattr(params, name), f"psField {name}") for name, key in _HEADER_KEYS.items()}
+
+
+def write_psf_fits(psf: PSF, path, *, stamp_size: int, pixel_scale: float) -> None:
+    """Write the pixelized PSF (odd side, centred, sums to the captured fraction) atomically."""
+    from astropy.io import fits
+
+    from coaddbliss import __version__
+    from coaddbliss.atomic import atomic_path
+
+    stamp = psf.stamp(stamp_size).astype(np.float64)
+    hdu = fits.PrimaryHDU(stamp)
+    for key, card in psf_header_cards(psf.params).items():
+        hdu.header[key] = card
+    hdu.header["PIXSCALE"] = (pixel_scale, "arcsec/pixel")
+    hdu.header["FWHM"] = (psf.fwhm(), "pixels")
+    hdu.header["SUMP2"] = (psf.sum_squared(), "sum of P^2 over the unbounded grid, px^-2")
+    hdu.header["CAPTURED"] = (float(stamp.sum()), "fraction of the light inside this stamp")
+    hdu.header["CBVERS"] = (__version__, "coaddbliss version")
+    hdu.header["COMMENT"] = "Effective (pixel-convolved) PSF: value = flux fraction of a pixel"
+    hdu.header["COMMENT"] = "whose centre is at that offset from the star; star at the centre."
+    with atomic_path(path) as tmp:
+        hdu.writeto(tmp)
+
+
+def read_psf_fits(path) -> PSF:
+    """The PSF whose parameters psf.fits records; raise `PSFFileError` naming the file."""
+    from pathlib import Path
+
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.is_file():
+        raise PSFFileError(f"{path}: PSF file not found (run the 'psf' rule)")
+    try:
+        with fits.open(path) as hdul:
+            header = hdul[0].header
+            values = {name: float(header[key]) for name, key in _HEADER_KEYS.items()}
+            if hdul[0].data is None or hdul[0].data.ndim != 2:
+                raise PSFFileError(f"{path}: primary HDU holds no PSF image")
+    except PSFFileError:
+        raise
+    except KeyError as err:
+        raise PSFFileError(f"{path}: header lacks PSF parameter {err}") from err
+    except Exception as err:
+        raise PSFFileError(f"{path}: not a readable FITS file ({err})") from err
+    return PSF(PSFParams(**values))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: mag = MAG_REF - 2.5 log10(flux / FLUX_AT_MAG_REF): 987.31 counts is mag 22.5 (SDSS r nanomaggie-like).
+#: mag = MAG_REF - 2.5 log10(flux / FLUX_AT_MAG_REF): 987.31 counts is mag 22.5.
 MAG_REF = 22.5
 FLUX_AT_MAG_REF = 987.31
 

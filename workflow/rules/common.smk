@@ -22,6 +22,23 @@ wildcard_constraints:
     dataset=r"test|(train|val)/seed\d+",
 
 
+def dataset_split(dataset):
+    """'test', 'train' or 'val' from a data set name such as 'train/seed3'."""
+    return dataset.split("/")[0]
+
+
+def dataset_seed(dataset):
+    """The seed of a data set: the config's test seed, or the training seed in its name."""
+    if dataset == "test":
+        return int(config["data"]["test_seed"])
+    return int(dataset.split("/seed")[1])
+
+
+def dataset_size(dataset):
+    """Number of scenes of a data set."""
+    return int(config["data"][f"{dataset_split(dataset)}_scenes"])
+
+
 def package_sources(*modules):
     """Library modules a rule's output depends on: editing one reruns exactly those rules."""
     return [str(SRC / "coaddbliss" / f"{m}.py") for m in modules]

@@ -1,0 +1,74 @@
+# Stage 'simulate': PSF image, truth catalogs, single-exposure and coadd image cubes (SPEC §3-§4).
+
+PSF_FITS = "results/psf.fits"
+TRUTH_CATALOG = "results/data/{dataset}/truth.parquet"
+IMAGE_CUBE = "results/data/{dataset}/d{d}.fits"
+
+
+def simulate_targets():
+    """Every data set of the config: the test split and each seed's train/val splits, per d."""
+    return [PSF_FITS] + expand(IMAGE_CUBE, dataset=DATASETS, d=DEPTHS)
+
+
+rule psf:
+    input:
+        code=package_sources("psf"),
+    output:
+        fits=PSF_FITS,
+    params:
+        psf=config["psf"],
+        pixel_scale=config["survey"]["pixel_scale"],
+    log:
+        log_path("psf", "psf"),
+    conda:
+        "../../envs/sim.yaml"
+    script:
+        "../scripts/make_psf.py"
+
+
+rule simulate_catalog:
+    input:
+        code=package_sources("prior", "rng", "catalog"),
+    output:
+        truth=TRUTH_CATALOG,
+    params:
+        prior=config["prior"],
+        image=config["image"],
+        split=lambda wc: dataset_split(wc.dataset),
+        seed=lambda wc: dataset_seed(wc.dataset),
+        n_scenes=lambda wc: dataset_size(wc.dataset),
+    log:
+        log_path("simulate_catalog", "{dataset}"),
+    conda:
+        "../../envs/sim.yaml"
+    script:
+        "../scripts/simulate_catalog.py"
+
+
+rule simulate_images:
+    input:
+        psf=rules.psf.output.fits,
+        truth=rules.simulate_catalog.output.truth,
+        code=package_sources("simulate", "psf", "rng", "images", "catalog"),
+    output:
+        cube=IMAGE_CUBE,
+    params:
+        survey=config["survey"],
+        image=config["image"],
+        split=lambda wc: dataset_split(wc.dataset),
+        seed=lambda wc: dataset_seed(wc.dataset),
+        noise=config["simulate"]["noise"],
+        noise_stage=config["simulate"]["noise_stage"],
+        chunk_size=config["simulate"]["chunk_size"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    log:
+        log_path("simulate_images", "{dataset}", "d{d}"),
+    benchmark:
+        benchmark_path("simulate_images", "{dataset}", "d{d}")
+    conda:
+        "../../envs/sim.yaml"
+    script:
+        "../scripts/simulate_images.py"
