@@ -1,14 +1,10 @@
 """Rule physical_limits: ideal recall and Cramér-Rao flux error per (d, mag) from the config PSF."""
 
-from __future__ import annotations
-
 import logging
-import sys
 
 from coaddbliss.limits import mag_grid, physical_limits, write_limits
+from coaddbliss.logs import log_to_file
 from coaddbliss.psf import PSF, PSFParams
-
-log = logging.getLogger("coaddbliss")
 
 
 def main(
@@ -19,6 +15,7 @@ def main(
     limits: dict,
     threshold: float,
     out: str,
+    log: logging.Logger,
 ) -> None:
     psf = PSF(PSFParams.from_config(psf_config))
     mags = mag_grid(float(limits["mag_min"]), float(limits["mag_max"]), float(limits["mag_step"]))
@@ -34,14 +31,12 @@ def main(
 
 
 if __name__ == "__main__":
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821, SIM115 (injected by snakemake)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     main(
-        psf_config=snakemake.params.psf,  # noqa: F821
+        psf_config=snakemake.params.psf,  # noqa: F821 (injected by snakemake)
         background=float(snakemake.params.background),  # noqa: F821
         depths=[int(d) for d in snakemake.params.depths],  # noqa: F821
         limits=snakemake.params.limits,  # noqa: F821
         threshold=float(snakemake.params.threshold),  # noqa: F821
         out=snakemake.output.table,  # noqa: F821
+        log=log_to_file(snakemake.log[0]),  # noqa: F821
     )
