@@ -445,6 +445,12 @@ def _cell(row: pd.DataFrame, stat: str, pct: bool = False) -> str:
     return f"{f(v)} [{f(lo)}, {f(hi)}]"
 
 
+def _spread(row: pd.DataFrame) -> str:
+    """The residuals' own 25-75 % range (mean over seeds), percent."""
+    lo, hi = row.loc["flux_residual_q25", "value"], row.loc["flux_residual_q75", "value"]
+    return "n/a" if not np.isfinite(lo) else f"{100 * lo:+.1f} % to {100 * hi:+.1f} %"
+
+
 def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
     """Markdown table: dimmest-bin precision, recall and median flux residual per d vs the paper."""
     pooled = metrics[(metrics["seed"] == POOLED_SEED) & (metrics["method"] == method)]
@@ -454,8 +460,8 @@ def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
     dim = pooled[pooled["mag_lo"] == last_lo]
     lines = [
         f"| d | seeds | precision {last_lo:.1f}-{dim['mag_hi'].max():.1f} | recall | "
-        "median flux residual | paper (precision, recall, flux) |",
-        "|---|---|---|---|---|---|",
+        "median flux residual | residual 25-75 % | paper (precision, recall, flux) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for d in sorted(dim["d"].unique()):
         row = dim[dim["d"] == d].set_index("statistic")
@@ -463,7 +469,7 @@ def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
         lines.append(
             f"| {d} | {int(row.loc['recall', 'n_seeds'])} | {_cell(row, 'precision')} "
             f"| {_cell(row, 'recall')} | {_cell(row, 'flux_residual_median', pct=True)} "
-            f"| {', '.join(paper)} |"
+            f"| {_spread(row)} | {', '.join(paper)} |"
         )
     return "\n".join(lines)
 

@@ -121,7 +121,7 @@ def metrics_runs(wildcards=None):
 
 def limits_table(wildcards=None):
     """The physical-limits table (issue 6) when rule physical_limits exists, else nothing."""
-    return [LIMITS_TABLE] if workflow.is_rule("physical_limits") else []
+    return [rules.physical_limits.output.table] if workflow.is_rule("physical_limits") else []
 
 
 def baseline_targets():

@@ -19,8 +19,6 @@ CATALOG_RULES = {"encoder": "infer_catalog", "sep": "baseline_sep"}
 SEP_PSEUDO_SEED = 0
 METRICS_RUN = "results/metrics/runs/{method}/d{d}/seed{seed}.parquet"
 METRICS_TABLE = "results/metrics/metrics.parquet"
-#: Physical limits (rule physical_limits, issue 6): drawn on figure 2 when that rule exists.
-LIMITS_TABLE = "results/metrics/limits.parquet"
 
 
 rule score_catalog:
