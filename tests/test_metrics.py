@@ -270,3 +270,45 @@ def test_scoring_scales_to_the_paper_test_set():
     metrics.score_run(truth, pred, 2000, metrics.EvaluateConfig(bootstrap_replicates=200))
     # 2000 images, 200 replicates in well under the budget that 10 000 images need (linear).
     assert time.perf_counter() - start < 10
+
+
+def load_script(name: str):
+    """A workflow script as a module (its `main` is importable; the adapter does not run)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "workflow/scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda df: df.drop(columns=["log_flux_sd"]), r"lacks columns \['log_flux_sd'\]"),
+        (lambda df: df.assign(x=np.where(df.index == 0, np.nan, df["x"])), "'x' has 1 NaN"),
+        (lambda df: df.assign(image_id=df["image_id"] + 3), "outside the image cube"),
+    ],
+)
+def test_score_catalog_rejects_bad_catalogs_naming_the_file(tmp_path, breakage, message):
+    from coaddbliss.catalog import CatalogError, write_catalog
+
+    truth, pred = random_catalogs(4, seed=1)
+    write_catalog(truth, tmp_path / "truth.parquet", kind="truth")
+    write_cube(tmp_path / "d1.fits", [np.zeros((4, 88, 88))], n_images=4, image_shape=(88, 88),
+               cards={"D": 1, "BKG": 865.0})  # fmt: skip
+    breakage(pred).to_parquet(tmp_path / "bad.parquet")
+    section = {
+        "mag_min": 20.0, "mag_max": 23.0, "mag_step": 0.2, "max_offset": 1.0,
+        "bootstrap_replicates": 3, "bootstrap_seed": 0, "band": [0.25, 0.75],
+        "coverage_levels": [0.5],
+    }  # fmt: skip
+    with pytest.raises(CatalogError, match=rf"bad\.parquet: .*{message}"):
+        load_script("score_catalog").main(
+            truth=str(tmp_path / "truth.parquet"), cube=str(tmp_path / "d1.fits"),
+            catalog=str(tmp_path / "bad.parquet"), table=str(tmp_path / "out.parquet"),
+            method="encoder", d=1, seed=0, evaluate=section,
+        )  # fmt: skip
+    assert not (tmp_path / "out.parquet").exists()
