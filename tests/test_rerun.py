@@ -88,3 +88,14 @@ def test_a_bad_catalog_fails_with_a_clear_message(copy):
     assert "outside the image cube" in log and str(catalog.relative_to(copy)) in log
     assert "Traceback" not in log  # a message, not a stack
     assert not (copy / target).exists()
+
+
+def test_report_captions_every_figure(copy):
+    run = run_snakemake(copy, "--report", "report.html", "--configfile", "config/demo.yaml")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    html = (copy / "report.html").read_text(errors="replace")
+    for name in ("scene.png", "metrics.png", "calibration.png"):
+        assert name in html
+    for caption in ("One test scene", "Detection and photometry", "Calibration of the encoder"):
+        assert caption in html
+    assert "ERROR/3" not in run.stderr  # captions are valid reStructuredText

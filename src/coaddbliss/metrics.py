@@ -115,7 +115,7 @@ class EvaluateConfig:
             max_offset=float(section["max_offset"]),
             bootstrap_replicates=int(section["bootstrap_replicates"]),
             bootstrap_seed=int(section["bootstrap_seed"]),
-            band=(float(section["band"][0]), float(section["band"][1])),
+            band=tuple(float(q) for q in section.get("band", cls.band)),
             coverage_levels=tuple(float(v) for v in section["coverage_levels"]),
         )
 

@@ -30,7 +30,7 @@ rule score_catalog:
     output:
         table=METRICS_RUN,
     params:
-        evaluate=config["evaluate"],
+        evaluate={k: v for k, v in config["evaluate"].items() if k != "band"},  # band: aggregate
     log:
         log_path("score_catalog", "{method}", "d{d}", "seed{seed}"),
     benchmark:
