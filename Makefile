@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Cores for snakemake; GPUs visible to it (0 without nvidia-smi: GPU rules then run on the CPU).
 CORES ?= all
-GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU' || echo 0)
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'; true)
 # PyTorch for machines without a GPU: the CPU build (a bare `torch` pulls a multi-GB CUDA build).
 # On a machine whose pip cannot find a local CPU wheel, add the CPU index, e.g.
 #   make TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu" test
@@ -22,7 +22,7 @@ all: run
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	if [ "$(GPUS)" = "0" ]; then $(BIN)/python -m pip install -q $(TORCH_INDEX) "$(TORCH_CPU)"; fi
+	if [ "$(GPUS)" = "0" ] || [ -z "$(GPUS)" ]; then $(BIN)/python -m pip install -q $(TORCH_INDEX) "$(TORCH_CPU)"; fi
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
