@@ -23,8 +23,6 @@ Per image of depth d (counts with the sky B kept in, SPEC §2):
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -32,6 +30,7 @@ import numpy as np
 import pandas as pd
 import sep
 from scipy.signal import fftconvolve
+from threadpoolctl import threadpool_limits
 
 from coaddbliss.psf import PSF
 from coaddbliss.units import from_zero_based
@@ -314,7 +313,16 @@ def _fit_and_screen(psf, image, x, y, snr, variance, blur, settings, source_term
     return x, y, np.zeros(0), np.zeros((0, 3)), snr
 
 
-def catalog_chunk(
+def catalog_chunk(**kwargs) -> pd.DataFrame:
+    """Catalog of a chunk of images (see `_catalog_chunk`), BLAS pinned to one thread.
+
+    The fit's many small matrix products slow down ~4x when BLAS threads contend for the cores.
+    """
+    with threadpool_limits(1):
+        return _catalog_chunk(**kwargs)
+
+
+def _catalog_chunk(
     images: np.ndarray,
     *,
     psf: PSF,
@@ -410,12 +418,7 @@ def catalog_cube(
     if workers <= 1 or len(jobs) <= 1:
         frames = [catalog_chunk(**job) for job in jobs]
     else:
-        # Fresh ("spawn") workers with one BLAS thread each: the fit's many small products
-        # slow down ~4x when BLAS threads fight over the cores (measured on 2 shared cores).
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = "1"
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             frames = list(pool.map(_run_chunk, jobs))
     if not frames:
         return catalog_chunk(images[:0], psf=psf, background=background, depth=depth,

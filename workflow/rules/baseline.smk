@@ -30,7 +30,7 @@ rule physical_limits:
 
 rule baseline_sep:
     input:
-        cube=expand(rules.simulate_images.output.cube, dataset="test", allow_missing=True),
+        cube=expand(IMAGE_CUBE, dataset="test", allow_missing=True),
         psf=rules.psf.output.fits,
         code=package_sources("baseline", "psf", "catalog", "images", "units"),
     output:

@@ -1,6 +1,1 @@
-# Stage 'infer': not implemented yet (see the issue that owns it).
-
-
-def infer_targets():
-    """Final outputs of this stage that `rule all` asks for."""
-    return []
+# Stage infer: not implemented yet (see the issue that owns it).

@@ -1,6 +1,1 @@
-# Stage 'train': not implemented yet (see the issue that owns it).
-
-
-def train_targets():
-    """Final outputs of this stage that `rule all` asks for."""
-    return []
+# Stage train: not implemented yet (see the issue that owns it).
