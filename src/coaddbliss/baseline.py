@@ -421,7 +421,7 @@ def catalog_cube(
         with ProcessPoolExecutor(max_workers=workers) as pool:
             frames = list(pool.map(_run_chunk, jobs))
     if not frames:
-        return catalog_chunk(images[:0], psf=psf, background=background, depth=depth,
+        return catalog_chunk(images=images[:0], psf=psf, background=background, depth=depth,
                              noise_stage=noise_stage, settings=settings)  # fmt: skip
     return pd.concat(frames, ignore_index=True)
 
