@@ -4,11 +4,6 @@ LIMITS_TABLE = "results/metrics/limits.parquet"
 SEP_CATALOG = "results/baselines/sep/d{d}.parquet"
 
 
-def baseline_targets():
-    """Final outputs of this stage that `rule all` asks for."""
-    return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)
-
-
 rule physical_limits:
     input:
         code=package_sources("limits", "psf", "units"),

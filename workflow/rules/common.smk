@@ -85,5 +85,5 @@ def figures_targets():
 
 
 def baseline_targets():
-    """Final outputs of stage 'baseline' (not implemented yet)."""
-    return []
+    """Physical limits and the SEP baseline's catalog of the test split at every depth."""
+    return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)

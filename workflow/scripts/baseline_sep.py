@@ -42,10 +42,10 @@ def main(
     settings = SepSettings.from_config(baseline)
     kernel = psf_kernel(psf, settings.kernel_size, coadd_blur(None, depth))
     factor = matched_filter_noise_factor(kernel, depth, noise_stage)
+    why = "white noise" if factor == 1.0 else "resampled noise; its per-pixel variance is 0.44"
     log.info(
-        "%s: %d images, d=%d, noise %s; detector noise c B/d with c = %.4f (per-pixel "
-        "variance would give 0.44 for coadds); %s",
-        cube_path, len(cube.data), depth, noise_stage, factor, settings,
+        "%s: %d images, d=%d, noise %s; matched-filter noise c B/d with c = %.4f (%s); %s",
+        cube_path, len(cube.data), depth, noise_stage, factor, why, settings,
     )  # fmt: skip
     start = time.perf_counter()
     catalog = catalog_cube(
