@@ -33,11 +33,11 @@ def images_of_depth(config: dict, depth: int, n: int):
     psf = PSF(PSFParams.from_config(config["psf"]))
     settings = SimSettings.from_config(config)
     truth = sample_truth(Prior.from_config(config), "test", 99, n)
-    chunks = list(simulate_split(psf, settings, truth, n_images=n, depth=depth, split="test",
+    chunks = list(simulate_split(psf, settings, truth, n_images=n, depths=(depth,), split="test",
                                  seed=99, workers=2))  # fmt: skip
     import numpy as np
 
-    images = np.concatenate([c[0] for c in chunks])
+    images = np.concatenate([c[0][depth] for c in chunks])
     dithers = np.concatenate([c[1] for c in chunks]) if depth > 1 else None
     return images, dithers, settings.noise_stage
 

@@ -153,7 +153,8 @@ def coadd_blur(dithers: np.ndarray | None, depth: int) -> tuple[float, float]:
         return 0.0, 0.0
     if dithers is None:
         return 1 / 6, 1 / 6
-    t = np.asarray(dithers, dtype=np.float64) - np.floor(dithers)  # (d, 2) fractional shifts
+    dithers = np.asarray(dithers, dtype=np.float64)[:depth]  # nested: depth d uses the first d
+    t = dithers - np.floor(dithers)  # (d, 2) fractional shifts
     var = (t * (1 - t)).mean(axis=0)
     return float(var[0]), float(var[1])
 
