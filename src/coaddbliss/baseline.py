@@ -288,7 +288,17 @@ def _detections(objects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return from_zero_based(objects["x"]), from_zero_based(objects["y"]), objects["cpeak"]
 
 
-def _fit_and_screen(psf, image, x, y, snr, variance, blur, settings, source_term):
+def _fit_and_screen(
+    psf: PSF,
+    image: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    snr: np.ndarray,
+    variance: float,
+    blur: tuple[float, float],
+    settings: SepSettings,
+    source_term: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Joint PSF fit of an image's detections, pruned until every star is a real detection.
 
     Dropped: fits that run away (> 2 px from the detection, off the image) or go negative, and
@@ -370,16 +380,15 @@ def _catalog_chunk(
                 value = psf_models(psf, x, y, residual.shape[1:], blurs[i], derivatives=False)[0]
                 residual[i] -= np.tensordot(flux, value, axes=1)  # (H, W) counts
     counts = [len(s[0]) for s in state]
-    cat = lambda k: np.concatenate([s[k] for s in state]) if n else np.zeros(0)  # noqa: E731
-    err = np.concatenate([s[4] for s in state]) if n else np.zeros((0, 3))
-    flux = cat(2)
+    # (per image) -> (all rows): x, y, flux, snr (M,) and errors (M, 3); empty + empty if n = 0
+    x, y, flux, snr, err = (np.concatenate([s[k] for s in state] + [empty[k]]) for k in range(5))
     return pd.DataFrame(
         {
             "image_id": np.repeat(np.arange(first_id, first_id + n, dtype=np.int64), counts),
-            "x": cat(0),
-            "y": cat(1),
+            "x": x,
+            "y": y,
             "flux": flux,
-            "prob": detection_probability(cat(3), settings.threshold),
+            "prob": detection_probability(snr, settings.threshold),
             "x_sd": err[:, 0],
             "y_sd": err[:, 1],
             "log_flux_sd": err[:, 2] / flux,  # delta method: sd(ln f) = sd(f) / f
