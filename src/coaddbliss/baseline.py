@@ -17,7 +17,9 @@ Per image of depth d (counts with the sky B kept in, SPEC §2):
 4. SEP thresholds the map at t (so t means t sigma of noise-only filter output) and deblends;
 5. positions (SEP's 0-based barycentres, +0.5 px into this project's frame) and fluxes are refit
    jointly for every detection of the image with the PSF model, so blended neighbours share their
-   light; a second pass detects on the residual (neighbours hidden in a bright star's light).
+   light; fits with flux below `prune_snr` standard errors (deblender splits) are dropped;
+6. later passes (`passes`) detect on the fit's residual: neighbours hidden in a bright star's light.
+Settings were tuned on a validation draw, never on the test split (README, issue 6 section).
 """
 
 from __future__ import annotations
