@@ -125,3 +125,44 @@ def test_limits_roundtrip(tmp_path, psf):
     for _, g in out.groupby("d"):
         assert (np.diff(g.sort_values("mag")["recall_limit"]) <= 1e-12).all()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_mag_grid_rejects_a_bad_range():
+    with pytest.raises(ValueError, match="limits.mag_max"):
+        mag_grid(23.0, 20.0, 0.05)
+
+
+def test_rule_script_writes_the_table(tmp_path):
+    """workflow/scripts/physical_limits.py with the shipped config: one row per (d, mag)."""
+    import importlib.util
+    import logging
+
+    import pyarrow.parquet as pq
+    import yaml
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    spec = importlib.util.spec_from_file_location(
+        "physical_limits", REPO / "workflow/scripts/physical_limits.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "limits.parquet"
+    script.main(
+        psf_config=config["psf"],
+        background=config["survey"]["background"],
+        depths=config["simulate"]["depths"],
+        limits=config["limits"],
+        threshold=config["baseline"]["threshold"],
+        out=str(out),
+        log=logging.getLogger("test"),
+    )
+    table = pq.read_table(out).to_pandas()
+    n_mags = len(mag_grid(**{k: config["limits"][k] for k in ("mag_min", "mag_max")},
+                          step=config["limits"]["mag_step"]))  # fmt: skip
+    assert len(table) == len(config["simulate"]["depths"]) * n_mags
+    assert sorted(table["d"].unique()) == sorted(config["simulate"]["depths"])
+    assert table["d"].dtype == np.int64
+    # deeper is never worse
+    wide = table.pivot(index="mag", columns="d", values="flux_err_limit")
+    assert (wide.diff(axis=1).iloc[:, 1:] < 0).all().all()

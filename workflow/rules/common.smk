@@ -125,5 +125,5 @@ def limits_table(wildcards=None):
 
 
 def baseline_targets():
-    """Final outputs of stage 'baseline' (not implemented yet)."""
-    return []
+    """Physical limits and the SEP baseline's catalog of the test split at every depth."""
+    return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)
