@@ -69,6 +69,16 @@ def normalize(images: torch.Tensor, background: float, depth: int) -> torch.Tens
     return torch.asinh((images - background) / math.sqrt(background / depth))
 
 
+def crop(images: torch.Tensor, config: EncoderConfig) -> torch.Tensor:
+    """The source square plus margin: (N, H, W) -> (N, 1, S, S), S = hi - lo + 2 margin."""
+    a, b = config.source_lo - config.margin, config.source_hi + config.margin
+    if a < 0 or b > images.shape[-1] or b > images.shape[-2]:
+        raise ValueError(
+            f"margin {config.margin} reaches outside the {tuple(images.shape[-2:])} image"
+        )
+    return images[..., a:b, a:b].unsqueeze(-3)
+
+
 class ResBlock(nn.Module):
     """conv-BN-ReLU-conv-BN plus identity, then ReLU."""
 
@@ -114,12 +124,8 @@ class Encoder(nn.Module):
         )
 
     def crop(self, images: torch.Tensor) -> torch.Tensor:
-        """The source square plus margin: (N, H, W) -> (N, 1, S, S), S = hi - lo + 2 margin."""
-        cfg = self.config
-        a, b = cfg.source_lo - cfg.margin, cfg.source_hi + cfg.margin
-        if a < 0 or b > images.shape[-1] or b > images.shape[-2]:
-            raise ValueError(f"margin {cfg.margin} reaches outside the {tuple(images.shape[-2:])} image")
-        return images[..., a:b, a:b].unsqueeze(-3)
+        """The source square plus margin: (N, H, W) -> (N, 1, S, S)."""
+        return crop(images, self.config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: normalized crops (N, 1, S, S) -> raw parameters (N, 7, K, K)."""
@@ -146,7 +152,10 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> None:
 
 def build_encoder(config: EncoderConfig, seed: int) -> Encoder:
     """A freshly initialized encoder; the same seed gives the same weights."""
-    model = Encoder(config)
+    # nn.Module constructors draw default weights from the global RNG: fork it so that building
+    # an encoder leaves the caller's global state untouched, then overwrite every weight.
+    with torch.random.fork_rng(devices=[]):
+        model = Encoder(config)
     init_weights(model, torch.Generator().manual_seed(int(seed)))
     return model
 

@@ -61,7 +61,7 @@ class LoadedEncoder:
 
 
 def load_encoder(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedEncoder:
-    """Load a checkpoint written by `train.save_checkpoint`; raise CheckpointError on any problem."""
+    """Load a checkpoint written by `train.save_checkpoint`; CheckpointError on any problem."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -82,7 +82,9 @@ def load_encoder(path: str | os.PathLike, device: torch.device | str = "cpu") ->
         model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: weights do not fit the stored encoder_config ({err})") from err
+        raise CheckpointError(
+            f"{path}: weights do not fit the stored encoder_config ({err})"
+        ) from err
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return LoadedEncoder(
         model.to(device).eval(),

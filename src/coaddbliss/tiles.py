@@ -31,7 +31,9 @@ class TileGrid:
     def __post_init__(self):
         span = self.hi - self.lo
         if span <= 0 or span % self.size != 0:
-            raise ValueError(f"tile size {self.size} must divide the source square [{self.lo}, {self.hi})")
+            raise ValueError(
+                f"tile size {self.size} must divide the source square [{self.lo}, {self.hi})"
+            )
 
     @property
     def n_side(self) -> int:
@@ -42,7 +44,9 @@ class TileGrid:
     def from_config(cls, config: dict) -> TileGrid:
         """From the full config: `image.source_lo/hi` and `encoder.tile_size`."""
         im = config["image"]
-        return cls(float(im["source_lo"]), float(im["source_hi"]), int(config["encoder"]["tile_size"]))
+        return cls(
+            float(im["source_lo"]), float(im["source_hi"]), int(config["encoder"]["tile_size"])
+        )
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,9 @@ def flip_targets(truth: TileTruth, flip_x: bool, flip_y: bool, transpose: bool) 
     return TileTruth(on, loc, log_flux, truth.n_dropped)
 
 
-def augment_images(images: torch.Tensor, flip_x: bool, flip_y: bool, transpose: bool) -> torch.Tensor:
+def augment_images(
+    images: torch.Tensor, flip_x: bool, flip_y: bool, transpose: bool
+) -> torch.Tensor:
     """Dihedral transform of images (..., H, W) matching `flip_targets`."""
     if transpose:
         images = images.transpose(-1, -2)

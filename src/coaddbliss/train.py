@@ -22,7 +22,14 @@ import torch
 from coaddbliss import __version__
 from coaddbliss.atomic import atomic_path
 from coaddbliss.catalog import read_catalog
-from coaddbliss.encoder import Encoder, EncoderConfig, build_encoder, n_parameters, normalize
+from coaddbliss.encoder import (
+    Encoder,
+    EncoderConfig,
+    build_encoder,
+    crop,
+    n_parameters,
+    normalize,
+)
 from coaddbliss.images import ImageCubeError, read_cube
 from coaddbliss.tiles import TileGrid, TileTruth, assign_tiles, augment_images, flip_targets
 from coaddbliss.variational import constrain, favi_loss
@@ -41,7 +48,18 @@ class TrainConfig:
     batch_size: int = 32  # images per Adam step
     learning_rate: float = 1e-4  # Adam step size
     augment: bool = True  # random flips/transposes per batch (exact symmetries of the prior)
+    lr_schedule: str = "constant"  # constant (the paper) | cosine (decay to 0 over all steps)
     eval_batch_size: int = 512  # images per validation forward pass (memory bound only)
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
+
+    def learning_rate_at(self, step: int, total_steps: int) -> float:
+        """Adam step size at optimizer step `step` (0-based) of `total_steps`."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        return 0.5 * self.learning_rate * (1.0 + math.cos(math.pi * step / total_steps))
 
     @classmethod
     def from_config(cls, train_config: dict) -> TrainConfig:
@@ -88,7 +106,7 @@ def load_split(cube_path: str | os.PathLike, truth_path: str | os.PathLike,
     except ValueError as err:
         raise ValueError(f"{truth_path}: {err}") from err
     images = torch.from_numpy(cube.data)
-    model_input = Encoder(enc).crop(normalize(images, cube.background, cube.depth))
+    model_input = crop(normalize(images, cube.background, cube.depth), enc)
     return Split(model_input.contiguous(), targets, cube.depth, cube.background)
 
 
@@ -172,9 +190,9 @@ def train_encoder(
     model = build_encoder(encoder_config, seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     generator = torch.Generator().manual_seed(int(seed))  # shuffling and augmentation
-    log.info("encoder: %d parameters; Adam lr %g, batch %d, %d epochs, augment %s",
-             n_parameters(model), cfg.learning_rate, cfg.batch_size, cfg.epochs,
-             cfg.augment)  # fmt: skip
+    log.info("encoder: %d parameters; Adam lr %g (%s), batch %d, %d epochs, augment %s",
+             n_parameters(model), cfg.learning_rate, cfg.lr_schedule, cfg.batch_size,
+             cfg.epochs, cfg.augment)  # fmt: skip
 
     fingerprint = _fingerprint(
         encoder_config, cfg, seed, [train_cube, train_truth, val_cube, val_truth]
@@ -194,6 +212,7 @@ def train_encoder(
                  resume_path, start_epoch - 1, start_epoch)  # fmt: skip
 
     n = len(train.x)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -211,6 +230,9 @@ def train_encoder(
             with autocast(device):
                 raw = model(x)
             loss = favi_loss(constrain(raw, encoder_config.flux_offset), truth)
+            step = (epoch - 1) * steps_per_epoch + b  # stateless schedule: resumes exactly
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate_at(step, cfg.epochs * steps_per_epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -296,4 +318,3 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
     with contextlib.suppress(RuntimeError):  # may only be set once per process
         torch.set_num_interop_threads(1)
-

@@ -72,12 +72,16 @@ def logit_normal_log_prob(u: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -
 def tile_nll(params: TileParams, truth: TileTruth) -> torch.Tensor:
     """Per-tile -log q(z_tile | y), (N, K, K)."""
     on = truth.on
+    present_mask = on > 0
+    # Off tiles carry placeholder targets: replace them by harmless values *before* the log
+    # densities, or an inf there would turn into a NaN gradient through the mask.
+    loc = torch.where(present_mask[..., None], truth.loc, torch.full_like(truth.loc, 0.5))
+    log_flux = torch.where(present_mask, truth.log_flux, torch.zeros_like(truth.log_flux))
     log_q_n = -F.binary_cross_entropy_with_logits(params.n_logit, on, reduction="none")
-    log_q_loc = logit_normal_log_prob(truth.loc, params.loc_mu, params.loc_sd).sum(-1)
+    log_q_loc = logit_normal_log_prob(loc, params.loc_mu, params.loc_sd).sum(-1)
     # log-normal density of flux: N(ln f) / f, i.e. minus ln f
-    log_q_flux = normal_log_prob(truth.log_flux, params.flux_mu, params.flux_sd) - truth.log_flux
-    # where(on) rather than on * (...): off tiles must not leak NaN/inf gradients
-    present = torch.where(on > 0, log_q_loc + log_q_flux, torch.zeros_like(log_q_loc))
+    log_q_flux = normal_log_prob(log_flux, params.flux_mu, params.flux_sd) - log_flux
+    present = torch.where(present_mask, log_q_loc + log_q_flux, torch.zeros_like(log_q_loc))
     return -(log_q_n + present)
 
 

@@ -37,7 +37,9 @@ if __name__ == "__main__":
         checkpoint=snakemake.input.ckpt,  # noqa: F821
         cube=snakemake.input.cube,  # noqa: F821
         out=snakemake.output.catalog,  # noqa: F821
-        encoder_config=EncoderConfig.from_config({"encoder": params.encoder, "image": params.image}),
+        encoder_config=EncoderConfig.from_config(
+            {"encoder": params.encoder, "image": params.image}
+        ),
         infer_config=InferConfig.from_config(params.infer),
         seed=int(snakemake.wildcards.seed),  # noqa: F821
         gpu=int(snakemake.resources.get("gpu", 0)),  # noqa: F821

@@ -41,7 +41,9 @@ if __name__ == "__main__":
         val_truth=snakemake.input.val_truth,  # noqa: F821
         checkpoint=snakemake.output.ckpt,  # noqa: F821
         history=snakemake.output.history,  # noqa: F821
-        encoder_config=EncoderConfig.from_config({"encoder": params.encoder, "image": params.image}),
+        encoder_config=EncoderConfig.from_config(
+            {"encoder": params.encoder, "image": params.image}
+        ),
         train_config=TrainConfig.from_config(params.train),
         seed=int(snakemake.wildcards.seed),  # noqa: F821
         gpu=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
