@@ -27,7 +27,7 @@ class EncoderConfig:
     source_lo: int = 24  # source square [lo, hi)^2 in the 88 x 88 frame, pixels
     source_hi: int = 64
     margin: int = 8  # pixels of context kept around the source square (multiple of tile_size)
-    stem_channels: int = 32  # channels at half resolution (2 x 2 pixels per cell)
+    stem_channels: int = 16  # channels at half resolution (2 x 2 pixels per cell)
     width: int = 64  # channels at tile resolution
     n_blocks: int = 2  # residual blocks at tile resolution
     flux_offset: float = 8.0  # added to the flux-mean output: ln(2981 counts), mid-prior
