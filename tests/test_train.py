@@ -107,11 +107,11 @@ train_encoder(**args["data"], checkpoint=args["ckpt"], history=args["history"],
 
 
 def test_killed_training_resumes_where_it_stopped(data, tmp_path):
-    cfg = TrainConfig(epochs=40, batch_size=8, learning_rate=1e-3, eval_batch_size=16)
+    cfg = TrainConfig(epochs=12, batch_size=8, learning_rate=1e-3, eval_batch_size=16)
     out = tmp_path / "model"
     args = {"data": data, "ckpt": str(out / "encoder.pt"), "history": str(out / "history.tsv"),
             "enc": SMALL.as_dict(), "cfg": cfg.as_dict()}  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_WAIT_POLICY": "PASSIVE"}
 
     def start(log):
         return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps({**args, "log": log})],

@@ -1,10 +1,16 @@
 """Rule train_encoder: FAVI-train one encoder for one depth d and training seed."""
 
-import logging
+import os
 
-from coaddbliss.encoder import EncoderConfig
-from coaddbliss.logs import log_to_file
-from coaddbliss.train import TrainConfig, choose_device, set_threads, train_encoder
+# Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when the
+# cores are shared with other jobs, as on a busy workstation or an oversubscribed node.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import logging  # noqa: E402
+
+from coaddbliss.encoder import EncoderConfig  # noqa: E402
+from coaddbliss.logs import log_to_file  # noqa: E402
+from coaddbliss.train import TrainConfig, choose_device, set_threads, train_encoder  # noqa: E402
 
 
 def main(
