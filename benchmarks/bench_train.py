@@ -29,15 +29,15 @@ def fake_batch(n: int, g: torch.Generator):
     return images, truth
 
 
-def throughput(step, batch: int, seconds: float, g: torch.Generator) -> float:
-    """Images per second of `step(images, truth)` over at least `seconds` (after one warm-up)."""
+def throughput(step, batch: int, seconds: float, g: torch.Generator) -> tuple[float, float]:
+    """(images per wall second, per CPU-second) of `step` over `seconds`, after a warm-up."""
     images, truth = fake_batch(batch, g)
     step(images, truth)
-    done, start = 0, time.perf_counter()
+    done, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         step(images, truth)
         done += batch
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done / (time.process_time() - cpu_start)
 
 
 def main() -> None:
@@ -71,14 +71,17 @@ def main() -> None:
         loss.backward()
         opt_o.step()
 
-    fast = throughput(ours_step, args.batch, args.seconds, g)
+    fast, fast_cpu = throughput(ours_step, args.batch, args.seconds, g)
     # the original is slow: a few images per step keeps the measurement short (per-image cost
     # is what matters; 100 windows per image already make large conv batches)
-    slow = throughput(orig_step, 4, args.seconds, g)
-    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
-    print(f"this encoder     : {n_parameters(ours):>8d} params, {fast:8.1f} train images/s")
-    print(f"original design  : {n_parameters(orig):>8d} params, {slow:8.1f} train images/s")
-    print(f"speed-up         : {fast / slow:.0f}x")
+    slow, slow_cpu = throughput(orig_step, 4, args.seconds, g)
+    n = args.threads
+    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"{'':17s} {'params':>8s} {'img/s wall':>11s} {f'img/s {n} idle cores':>20s}")
+    print(f"this encoder      {n_parameters(ours):>8d} {fast:>11.1f} {fast_cpu * n:>20.1f}")
+    print(f"original design   {n_parameters(orig):>8d} {slow:>11.1f} {slow_cpu * n:>20.1f}")
+    print(f"speed-up          {'':>8s} {fast / slow:>10.0f}x {fast_cpu / slow_cpu:>19.0f}x")
 
 
 if __name__ == "__main__":

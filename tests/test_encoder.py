@@ -53,3 +53,22 @@ def test_config_checks_and_size():
         Encoder(EncoderConfig(tile_size=6, margin=6))
     # far below the original ~0.78 M-parameter per-tile design
     assert 50_000 < n_parameters(Encoder(EncoderConfig(stem_channels=16))) < 400_000
+
+
+def test_fused_inference_model_gives_the_same_outputs():
+    from coaddbliss.encoder import fuse_for_inference
+
+    model = build_encoder(EncoderConfig(), 0)
+    g = torch.Generator().manual_seed(2)
+    # give the BatchNorms non-trivial statistics, as after training
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 1, 56, 56, generator=g) * 2 + 0.5)
+    model.eval()
+    x = torch.randn(4, 1, 56, 56, generator=g)
+    with torch.no_grad():
+        expected = model(x)
+        fused = fuse_for_inference(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert torch.allclose(fused(x), expected, atol=1e-4, rtol=1e-4)

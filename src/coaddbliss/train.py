@@ -106,7 +106,7 @@ def load_split(cube_path: str | os.PathLike, truth_path: str | os.PathLike,
     except ValueError as err:
         raise ValueError(f"{truth_path}: {err}") from err
     images = torch.from_numpy(cube.data)
-    model_input = crop(normalize(images, cube.background, cube.depth), enc)
+    model_input = normalize(crop(images, enc), cube.background, cube.depth)
     return Split(model_input.contiguous(), targets, cube.depth, cube.background)
 
 
