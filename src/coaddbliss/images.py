@@ -56,6 +56,49 @@ def _primary_header(shape: tuple[int, ...], cards: dict[str, Any]) -> fits.Heade
     return header
 
 
+class CubeWriter:
+    """Stream float32 chunks (n, H, W) into a FITS cube of `n_images` images, atomically.
+
+    Use as a context manager: the file appears at `path` only when the block ends without an
+    error and exactly `n_images` images were written; otherwise nothing is left behind.
+    `cards` go into the primary header; `add_extension` queues HDUs appended after the cube.
+    """
+
+    def __init__(self, path, *, n_images: int, image_shape: tuple[int, int], cards: dict):
+        self.path, self.n_images, self.image_shape = Path(path), n_images, tuple(image_shape)
+        self.header = _primary_header((n_images, *image_shape), cards)
+        self.written, self.extensions = 0, []
+
+    def __enter__(self) -> CubeWriter:
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._hdu = fits.StreamingHDU(self._tmp, self.header)
+        return self
+
+    def write(self, chunk: np.ndarray) -> None:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        if chunk.shape[1:] != self.image_shape:
+            raise ValueError(f"{self.path}: chunk {chunk.shape} does not fit {self.image_shape}")
+        if self.written + len(chunk) > self.n_images:
+            raise ValueError(f"{self.path}: more than {self.n_images} images written")
+        self._hdu.write(chunk)
+        self.written += len(chunk)
+
+    def add_extension(self, hdu: fits.ImageHDU | fits.BinTableHDU) -> None:
+        self.extensions.append(hdu)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._hdu.close()
+        if exc_type is None and self.written != self.n_images:
+            exc = ValueError(f"{self.path}: wrote {self.written} of {self.n_images} images")
+            self._atomic.__exit__(type(exc), exc, None)
+            raise exc
+        if exc_type is None:
+            for ext in self.extensions:
+                fits.append(self._tmp, ext.data, ext.header)
+        return bool(self._atomic.__exit__(exc_type, exc, tb))
+
+
 def write_cube(
     path: str | os.PathLike,
     chunks: Iterable[np.ndarray],
@@ -65,26 +108,12 @@ def write_cube(
     cards: dict[str, Any],
     extensions: Iterable[fits.BinTableHDU | fits.ImageHDU] = (),
 ) -> None:
-    """Stream float32 chunks (n, H, W) into a FITS cube of `n_images` images, atomically.
-
-    `cards` go into the primary header (keys of at most 8 characters, or HIERARCH);
-    `extensions` are appended after the cube (for example the per-image dithers).
-    """
-    header = _primary_header((n_images, *image_shape), cards)
-    with atomic_path(path) as tmp:
-        hdu = fits.StreamingHDU(tmp, header)
-        written = 0
+    """Write an iterable of chunks as one cube (see `CubeWriter`)."""
+    with CubeWriter(path, n_images=n_images, image_shape=image_shape, cards=cards) as writer:
         for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype=np.float32)
-            if chunk.shape[1:] != tuple(image_shape):
-                raise ValueError(f"chunk of shape {chunk.shape} does not fit {image_shape}")
-            hdu.write(chunk)
-            written += len(chunk)
-        hdu.close()
-        if written != n_images:
-            raise ValueError(f"{path}: wrote {written} images, expected {n_images}")
+            writer.write(chunk)
         for ext in extensions:
-            fits.append(tmp, ext.data, ext.header)
+            writer.add_extension(ext)
 
 
 def read_cube(

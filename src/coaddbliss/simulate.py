@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from coaddbliss.psf import PSF
 from coaddbliss.rng import (
@@ -129,6 +130,57 @@ def draw_dithers(split: str, seed: int, scene: int, depth: int) -> np.ndarray:
     return scene_rng(split, seed, scene, STREAM_DITHERS).uniform(-0.5, 0.5, size=(depth, 2))
 
 
+def simulate_scene(
+    psf: PSF,
+    settings: SimSettings,
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    *,
+    depths: tuple[int, ...],
+    split: str,
+    seed: int,
+    scene: int,
+) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Every requested depth of one scene: ({d: (size, size) float32 counts}, (D, 2) dithers).
+
+    The coadds share one pass: depth d averages the first d of the scene's D = max(depths)
+    dithered exposures (running sums), exactly what a separate depth-d simulation draws.
+    The d = 1 image is its own undithered, uninterpolated exposure.
+    """
+    pad, bkg = settings.pad, settings.background
+    x_canvas, y_canvas = np.asarray(x) + pad, np.asarray(y) + pad  # frame -> canvas pixels
+    images: dict[int, np.ndarray] = {}
+    if 1 in depths:
+        signal = render(psf, x_canvas[None], y_canvas[None], flux, settings.canvas)[0]
+        rng = scene_rng(split, seed, scene, STREAM_NOISE_SINGLE)
+        exposure = add_noise(rng, signal + bkg, settings.noise)
+        images[1] = exposure[pad:-pad, pad:-pad].astype(np.float32)
+
+    n_exposures = max(depths)
+    if n_exposures == 1:
+        return images, np.zeros((1, 2))
+    dithers = draw_dithers(split, seed, scene, n_exposures)  # (D, 2)
+    # exposure k sees each star at (x + δx_k, y + δy_k) in its own pixel frame
+    signal = render(
+        psf, x_canvas[None] + dithers[:, :1], y_canvas[None] + dithers[:, 1:], flux, settings.canvas
+    )  # (D, C, C)
+    aligned_signal = align(signal, dithers, pad)  # ũ_k, (D, size, size)
+    rng = scene_rng(split, seed, scene, STREAM_NOISE_COADD)
+    if settings.noise_stage == "before_alignment":
+        # exposures are drawn in order from one stream: depth d uses the first d exposures
+        aligned = align(add_noise(rng, signal + bkg, settings.noise), dithers, pad)
+    else:  # the original code's shortcut: white noise on the already-aligned means
+        aligned = add_noise(rng, aligned_signal + bkg, settings.noise)
+    weights = 1.0 / (bkg + aligned_signal)  # inverse-variance weights, (D, size, size)
+    numerator = np.cumsum(weights * aligned, axis=0)  # running sums over exposures
+    denominator = np.cumsum(weights, axis=0)
+    for depth in depths:
+        if depth > 1:
+            images[depth] = (numerator[depth - 1] / denominator[depth - 1]).astype(np.float32)
+    return images, dithers
+
+
 def simulate_image(
     psf: PSF,
     settings: SimSettings,
@@ -142,30 +194,10 @@ def simulate_image(
     scene: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One image of depth `depth`: ((size, size) float32 counts with sky, (depth, 2) dithers)."""
-    pad, bkg = settings.pad, settings.background
-    x_canvas, y_canvas = np.asarray(x) + pad, np.asarray(y) + pad  # frame -> canvas pixels
-    if depth == 1:
-        signal = render(psf, x_canvas[None], y_canvas[None], flux, settings.canvas)[0]
-        rng = scene_rng(split, seed, scene, STREAM_NOISE_SINGLE)
-        exposure = add_noise(rng, signal + bkg, settings.noise)
-        return exposure[pad:-pad, pad:-pad].astype(np.float32), np.zeros((1, 2))
-
-    dithers = draw_dithers(split, seed, scene, depth)  # (d, 2)
-    # exposure k sees each star at (x + δx_k, y + δy_k) in its own pixel frame
-    signal = render(
-        psf, x_canvas[None] + dithers[:, :1], y_canvas[None] + dithers[:, 1:], flux, settings.canvas
-    )  # (d, C, C)
-    aligned_signal = align(signal, dithers, pad)  # ũ_k, (d, size, size)
-    rng = scene_rng(split, seed, scene, STREAM_NOISE_COADD)
-    if settings.noise_stage == "before_alignment":
-        # exposures are drawn in order from one stream: depth d reuses the first d exposures
-        exposures = add_noise(rng, signal + bkg, settings.noise)
-        aligned = align(exposures, dithers, pad)
-    else:  # the original code's shortcut: white noise on the already-aligned means
-        aligned = add_noise(rng, aligned_signal + bkg, settings.noise)
-    weights = 1.0 / (bkg + aligned_signal)  # inverse-variance weights, (d, size, size)
-    coadd = (weights * aligned).sum(0) / weights.sum(0)
-    return coadd.astype(np.float32), dithers
+    images, dithers = simulate_scene(
+        psf, settings, x, y, flux, depths=(depth,), split=split, seed=seed, scene=scene
+    )
+    return images[depth], dithers
 
 
 # -- whole splits, chunk by chunk -------------------------------------------------------------
@@ -177,17 +209,22 @@ def _scene_groups(truth: pd.DataFrame, start: int, stop: int) -> dict[int, tuple
     }
 
 
-def _simulate_chunk(args) -> tuple[np.ndarray, np.ndarray]:
-    psf, settings, stars, depth, split, seed, start, stop = args
-    images = np.empty((stop - start, settings.size, settings.size), dtype=np.float32)
-    dithers = np.zeros((stop - start, depth, 2))
+def _simulate_chunk(args) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    psf, settings, stars, depths, split, seed, start, stop = args
+    n, size = stop - start, settings.size
+    images = {d: np.empty((n, size, size), dtype=np.float32) for d in depths}
+    dithers = np.zeros((n, max(depths), 2))
     empty = (np.zeros(0), np.zeros(0), np.zeros(0))
-    for i, scene in enumerate(range(start, stop)):
-        x, y, flux = stars.get(scene, empty)
-        images[i], d_k = simulate_image(
-            psf, settings, x, y, flux, depth=depth, split=split, seed=seed, scene=scene
-        )
-        dithers[i] = d_k if depth > 1 else 0.0
+    with threadpool_limits(1):  # tiny matrix products: extra BLAS threads only spin and contend
+        for i, scene in enumerate(range(start, stop)):
+            x, y, flux = stars.get(scene, empty)
+            scene_images, scene_dithers = simulate_scene(
+                psf, settings, x, y, flux, depths=depths, split=split, seed=seed, scene=scene
+            )
+            for d in depths:
+                images[d][i] = scene_images[d]
+            if max(depths) > 1:
+                dithers[i] = scene_dithers
     return images, dithers
 
 
@@ -197,72 +234,62 @@ def simulate_split(
     truth: pd.DataFrame,
     *,
     n_images: int,
-    depth: int,
+    depths: tuple[int, ...],
     split: str,
     seed: int,
     chunk_size: int = 500,
     workers: int = 1,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (images (n, size, size) float32, dithers (n, d, 2)) chunks of a split, in order.
+) -> Iterator[tuple[dict[int, np.ndarray], np.ndarray]]:
+    """Yield ({d: (n, size, size) float32}, (n, D, 2) dithers) chunks of a split, in order.
 
     Peak memory is a few chunks, whatever `n_images`; the output does not depend on
     `chunk_size` or `workers` (each scene has its own generators).
     """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+    depths = tuple(sorted(set(int(d) for d in depths)))
+    if not depths or depths[0] < 1:
+        raise ValueError(f"depths must be >= 1, got {depths}")
     bounds = [(a, min(a + chunk_size, n_images)) for a in range(0, n_images, chunk_size)]
     tasks = (
-        (psf, settings, _scene_groups(truth, a, b), depth, split, seed, a, b) for a, b in bounds
+        (psf, settings, _scene_groups(truth, a, b), depths, split, seed, a, b) for a, b in bounds
     )
     if workers <= 1:
         yield from map(_simulate_chunk, tasks)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        # map keeps the order; at most ~2 * workers chunks are in flight
+        # map keeps the order
         yield from pool.map(_simulate_chunk, tasks, chunksize=1)
 
 
-def write_split_cube(
-    path,
+def write_split_cubes(
+    paths: dict[int, str],
     psf: PSF,
     settings: SimSettings,
     truth: pd.DataFrame,
     *,
     n_images: int,
-    depth: int,
     split: str,
     seed: int,
     chunk_size: int = 500,
     workers: int = 1,
     progress: bool = False,
 ) -> None:
-    """Simulate a split at one depth into a FITS cube (SPEC §8), chunk by chunk, atomically.
+    """Simulate a split at every depth of `paths` ({d: path}) into FITS cubes (SPEC §8).
 
-    The primary HDU is the (N, size, size) float32 cube; the 'DITHERS' extension holds each
-    image's (d, 2) dithers (δx, δy), pixels (zeros for the undithered d = 1).
+    Each primary HDU is the (N, size, size) float32 cube; the 'DITHERS' extension holds each
+    image's (d, 2) dithers (δx, δy), pixels (zeros for the undithered d = 1). Written chunk by
+    chunk; each file appears only once complete.
     """
+    from contextlib import ExitStack
+
     from astropy.io import fits
     from tqdm import tqdm
 
-    from coaddbliss.images import write_cube
+    from coaddbliss.images import CubeWriter
     from coaddbliss.psf import psf_header_cards
 
-    dithers = np.zeros((n_images, depth, 2))
-    bar = tqdm(total=n_images, desc=f"{split} d={depth}", unit="img", disable=not progress)
-
-    def chunks():
-        done = 0
-        for images, chunk_dithers in simulate_split(
-            psf, settings, truth, n_images=n_images, depth=depth, split=split, seed=seed,
-            chunk_size=chunk_size, workers=workers,
-        ):  # fmt: skip
-            dithers[done : done + len(images)] = chunk_dithers
-            done += len(images)
-            bar.update(len(images))
-            yield images
-
-    cards = {
-        "D": (depth, "exposures per image (1 = single exposure)"),
+    depths = tuple(sorted(paths))
+    dithers = np.zeros((n_images, max(depths), 2))
+    common_cards = {
         "BKG": (settings.background, "sky, counts/pixel/exposure, kept in the image"),
         "NOISE": (settings.noise, "noise model"),
         "NSTAGE": (settings.noise_stage, "noise drawn before/after alignment"),
@@ -272,9 +299,32 @@ def write_split_cube(
         "PAD": (settings.pad, "canvas pad per side, pixels"),
         **psf_header_cards(psf.params),
     }
-    dither_hdu = fits.ImageHDU(dithers, name="DITHERS")
-    write_cube(
-        path, chunks(), n_images=n_images, image_shape=(settings.size, settings.size),
-        cards=cards, extensions=[dither_hdu],
-    )  # fmt: skip
-    bar.close()
+    shape = (settings.size, settings.size)
+    with ExitStack() as stack:
+        writers = {
+            d: stack.enter_context(
+                CubeWriter(
+                    paths[d],
+                    n_images=n_images,
+                    image_shape=shape,
+                    cards={"D": (d, "exposures per image (1 = single exposure)"), **common_cards},
+                )  # fmt: skip
+            )
+            for d in depths
+        }
+        bar = stack.enter_context(
+            tqdm(total=n_images, desc=f"{split} d={list(depths)}", unit="img", disable=not progress)
+        )
+        done = 0
+        for images, chunk_dithers in simulate_split(
+            psf, settings, truth, n_images=n_images, depths=depths, split=split, seed=seed,
+            chunk_size=chunk_size, workers=workers,
+        ):  # fmt: skip
+            for d in depths:
+                writers[d].write(images[d])
+            dithers[done : done + len(chunk_dithers)] = chunk_dithers
+            done += len(chunk_dithers)
+            bar.update(len(chunk_dithers))
+        for d in depths:
+            own = dithers[:, :d] if d > 1 else np.zeros((n_images, 1, 2))
+            writers[d].add_extension(fits.ImageHDU(own, name="DITHERS"))

@@ -1,6 +1,1 @@
-# Stage 'baseline': not implemented yet (see the issue that owns it).
-
-
-def baseline_targets():
-    """Final outputs of this stage that `rule all` asks for."""
-    return []
+# Stage baseline: not implemented yet (see the issue that owns it).

@@ -1,4 +1,5 @@
 # Shared by every stage: config validation, wildcard constraints, path helpers.
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def dataset_seed(dataset):
     """The seed of a data set: the config's test seed, or the training seed in its name."""
     if dataset == "test":
         return int(config["data"]["test_seed"])
-    return int(dataset.split("/seed")[1])
+    return int(dataset.rsplit("seed", 1)[1])
 
 
 def dataset_size(dataset):
@@ -41,14 +42,48 @@ def dataset_size(dataset):
 
 def package_sources(*modules):
     """Library modules a rule's output depends on: editing one reruns exactly those rules."""
-    return [str(SRC / "coaddbliss" / f"{m}.py") for m in modules]
+    # relative to the working directory: a moved or copied checkout keeps the same inputs
+    return [os.path.relpath(SRC / "coaddbliss" / f"{m}.py") for m in modules]
 
 
 def log_path(rule_name, *parts):
     """One log per job: results/logs/{rule}/{parts}.log."""
-    return "results/logs/" + "/".join([rule_name, *parts]) + ".log"
+    return os.path.join("results", "logs", rule_name, *parts) + ".log"
 
 
 def benchmark_path(rule_name, *parts):
     """One benchmark table per heavy job: results/benchmarks/{rule}/{parts}.tsv."""
-    return "results/benchmarks/" + "/".join([rule_name, *parts]) + ".tsv"
+    return os.path.join("results", "benchmarks", rule_name, *parts) + ".tsv"
+
+
+# -- what `rule all` asks for, stage by stage (path templates live in each stage's .smk) ------
+
+
+def simulate_targets():
+    """Every data set of the config: the test split and each seed's train/val splits, per d."""
+    return [PSF_FITS] + expand(IMAGE_CUBE, dataset=DATASETS, d=DEPTHS)
+
+
+def train_targets():
+    """Every (d, seed) encoder of the config (ENCODER_CKPT: train.smk)."""
+    return expand(ENCODER_CKPT, d=DEPTHS, seed=TRAIN_SEEDS)
+
+
+def infer_targets():
+    """Every (d, seed) catalog of the test split (ENCODER_CATALOG: infer.smk)."""
+    return expand(ENCODER_CATALOG, d=DEPTHS, seed=TRAIN_SEEDS)
+
+
+def evaluate_targets():
+    """Final outputs of stage 'evaluate' (not implemented yet)."""
+    return []
+
+
+def figures_targets():
+    """Final outputs of stage 'figures' (not implemented yet)."""
+    return []
+
+
+def baseline_targets():
+    """Final outputs of stage 'baseline' (not implemented yet)."""
+    return []

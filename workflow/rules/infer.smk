@@ -3,16 +3,11 @@
 ENCODER_CATALOG = "results/catalogs/d{d}/seed{seed}.parquet"
 
 
-def infer_targets():
-    """Every (d, seed) catalog of the config."""
-    return expand(ENCODER_CATALOG, d=DEPTHS, seed=TRAIN_SEEDS)
-
-
 rule infer_catalog:
     input:
         ckpt=rules.train_encoder.output.ckpt,
         cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
-        code=package_sources("encoder", "infer", "variational", "catalog"),
+        code=package_sources("encoder", "infer", "train", "variational", "catalog"),
     output:
         catalog=ENCODER_CATALOG,
     params:

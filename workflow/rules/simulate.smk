@@ -5,11 +5,6 @@ TRUTH_CATALOG = "results/data/{dataset}/truth.parquet"
 IMAGE_CUBE = "results/data/{dataset}/d{d}.fits"
 
 
-def simulate_targets():
-    """Every data set of the config: the test split and each seed's train/val splits, per d."""
-    return [PSF_FITS] + expand(IMAGE_CUBE, dataset=DATASETS, d=DEPTHS)
-
-
 rule psf:
     input:
         code=package_sources("psf"),
@@ -51,23 +46,25 @@ rule simulate_images:
         truth=rules.simulate_catalog.output.truth,
         code=package_sources("simulate", "psf", "rng", "images", "catalog"),
     output:
-        cube=IMAGE_CUBE,
+        # every depth in one pass: depth d averages the first d of the scene's exposures
+        cubes=expand(IMAGE_CUBE, d=DEPTHS, allow_missing=True),
     params:
         survey=config["survey"],
         image=config["image"],
         split=lambda wc: dataset_split(wc.dataset),
         seed=lambda wc: dataset_seed(wc.dataset),
+        depths=DEPTHS,
         noise=config["simulate"]["noise"],
         noise_stage=config["simulate"]["noise_stage"],
         chunk_size=config["simulate"]["chunk_size"],
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=60,
     log:
-        log_path("simulate_images", "{dataset}", "d{d}"),
+        log_path("simulate_images", "{dataset}"),
     benchmark:
-        benchmark_path("simulate_images", "{dataset}", "d{d}")
+        benchmark_path("simulate_images", "{dataset}")
     conda:
         "../../envs/sim.yaml"
     script:

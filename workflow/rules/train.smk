@@ -6,11 +6,6 @@ ENCODER_CKPT = "results/models/d{d}/seed{seed}/encoder.pt"
 TRAIN_HISTORY = "results/models/d{d}/seed{seed}/history.tsv"
 
 
-def train_targets():
-    """Every (d, seed) encoder of the config."""
-    return expand(ENCODER_CKPT, d=DEPTHS, seed=TRAIN_SEEDS)
-
-
 rule train_encoder:
     input:
         train_cube=IMAGE_CUBE.format(dataset="train/seed{seed}", d="{d}"),

@@ -1,20 +1,19 @@
-"""Rule simulate_images: render the image cube of one data set at one depth d."""
+"""Rule simulate_images: render the image cubes of one data set at every depth d."""
 
 import time
 
 from coaddbliss.catalog import CatalogError, read_catalog, read_metadata
 from coaddbliss.logs import log_to_file
 from coaddbliss.psf import read_psf_fits
-from coaddbliss.simulate import SimSettings, write_split_cube
+from coaddbliss.simulate import SimSettings, write_split_cubes
 
 
 def main(
     *,
     psf_path: str,
     truth_path: str,
-    out: str,
+    outputs: dict[int, str],
     settings: SimSettings,
-    depth: int,
     split: str,
     seed: int,
     chunk_size: int,
@@ -27,17 +26,20 @@ def main(
         raise CatalogError(f"{truth_path}: metadata lacks 'n_images' (not written by coaddbliss?)")
     truth = read_catalog(truth_path, kind="truth", n_images=int(n_images))
     log.info(
-        "%s seed %d, d = %d: %d images, %d stars, noise %s %s, %d worker(s), chunks of %d",
-        split, seed, depth, n_images, len(truth), settings.noise, settings.noise_stage,
+        "%s seed %d, d = %s: %d images, %d stars, noise %s %s, %d worker(s), chunks of %d",
+        split, seed, sorted(outputs), n_images, len(truth), settings.noise, settings.noise_stage,
         workers, chunk_size,
     )  # fmt: skip
     start = time.perf_counter()
-    write_split_cube(
-        out, psf, settings, truth, n_images=int(n_images), depth=depth, split=split, seed=seed,
+    write_split_cubes(
+        outputs, psf, settings, truth, n_images=int(n_images), split=split, seed=seed,
         chunk_size=chunk_size, workers=workers, progress=True,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    log.info("wrote %s in %.1f s (%.0f images/s)", out, seconds, n_images / seconds)
+    log.info(
+        "wrote %d cubes in %.1f s (%.0f scenes/s, all depths): %s",
+        len(outputs), seconds, n_images / seconds, ", ".join(outputs.values()),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -45,7 +47,7 @@ if __name__ == "__main__":
     main(
         psf_path=snakemake.input.psf,  # noqa: F821
         truth_path=snakemake.input.truth,  # noqa: F821
-        out=snakemake.output.cube,  # noqa: F821
+        outputs=dict(zip(params.depths, snakemake.output.cubes, strict=True)),  # noqa: F821
         settings=SimSettings.from_config(
             {
                 "survey": params.survey,
@@ -53,7 +55,6 @@ if __name__ == "__main__":
                 "simulate": {"noise": params.noise, "noise_stage": params.noise_stage},
             }
         ),
-        depth=int(snakemake.wildcards.d),  # noqa: F821
         split=params.split,
         seed=int(params.seed),
         chunk_size=int(params.chunk_size),

@@ -1,0 +1,49 @@
+# coaddbliss: `make run` (the paper's protocol), `make test`, `make demo` (a few minutes on 2 CPUs).
+# Every target creates or updates the virtual environment .venv first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Cores for snakemake; GPUs visible to it (0 without nvidia-smi: GPU rules then run on the CPU).
+CORES ?= all
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'; true)
+# PyTorch for machines without a GPU: the CPU build (a bare `torch` pulls a multi-GB CUDA build).
+# On a machine whose pip cannot find a local CPU wheel, add the CPU index, e.g.
+#   make TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu" test
+TORCH_CPU ?= torch==2.13.0
+TORCH_INDEX ?=
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS)
+
+.PHONY: all venv run demo test lint bench report clean-demo
+
+all: run
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	if [ "$(GPUS)" = "0" ] || [ -z "$(GPUS)" ]; then $(BIN)/python -m pip install -q $(TORCH_INDEX) "$(TORCH_CPU)"; fi
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv  ## the whole workflow on config.yaml
+	$(SNAKEMAKE)
+
+demo: venv  ## the whole workflow on config/demo.yaml (writes results/ too)
+	$(SNAKEMAKE) --configfile config/demo.yaml
+
+test: venv  ## unit tests, workflow tests (dry run, lint, the demo end to end), SLURM test
+	$(BIN)/python -m pytest -ra
+
+lint: venv
+	$(BIN)/ruff check src tests workflow/scripts benchmarks
+	$(BIN)/ruff format --check src tests workflow/scripts benchmarks
+	$(BIN)/snakemake --lint
+
+bench: venv  ## speed benchmarks: print figures for the README's performance section
+	$(BIN)/python benchmarks/bench_simulate.py
+
+report: venv  ## HTML report of a finished run
+	$(BIN)/snakemake --report results/report.html

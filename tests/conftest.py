@@ -1,0 +1,100 @@
+"""Shared fixtures: the demo workflow run once per session in a scratch copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+#: What a workflow run needs from the repository (results/ and .snakemake/ are not copied).
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "config", "workflow", "src", "envs", "profiles"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow's files into `dest` (a fresh directory) and return it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def workflow_env(workdir: Path) -> dict[str, str]:
+    """Environment for a snakemake run in `workdir`: its own copy of the library first."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(workdir / "src")
+    return env
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir` with the copy's library; output captured as text."""
+    return subprocess.run(
+        [*SNAKEMAKE, *args],
+        cwd=workdir,
+        env=workflow_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_config(workdir: Path, name: str, **overrides) -> Path:
+    """Write config/NAME.yaml: the demo config with `section={key: value}` overrides."""
+    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    path = workdir / "config" / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory) -> Path:
+    """A scratch copy of the repository in which the demo workflow ran to completion.
+
+    Tests may read it; a test that edits files must copy it first (`copy_completed_run`).
+    """
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "repo")
+    result = run_snakemake(
+        workdir, "--cores", "2", "--resources", "gpu=0", "--configfile", "config/demo.yaml"
+    )
+    if result.returncode != 0:
+        pytest.fail(f"demo workflow failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+    return workdir
+
+
+def copy_completed_run(src: Path, dest: Path) -> Path:
+    """Copy a finished workflow directory keeping mtimes, so snakemake sees it as complete."""
+    subprocess.run(["cp", "-a", str(src), str(dest)], check=True)
+    return dest
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count that `snakemake --dry-run` plans in `workdir` (empty: nothing)."""
+    # --configfile last: it takes every argument up to the next flag
+    result = run_snakemake(workdir, "--dry-run", *args, "--configfile", "config/demo.yaml")
+    if result.returncode != 0:
+        raise AssertionError(f"dry run failed:\n{result.stdout}\n{result.stderr}")
+    counts: dict[str, int] = {}
+    lines = result.stdout.splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3 :]:  # skip the header and its rule
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
