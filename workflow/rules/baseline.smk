@@ -1,1 +1,47 @@
-# Stage baseline: not implemented yet (see the issue that owns it).
+# Stage 'baseline': what a user gets without an encoder (SEP) and what nobody can beat (limits).
+
+LIMITS_TABLE = "results/metrics/limits.parquet"
+SEP_CATALOG = "results/baselines/sep/d{d}.parquet"
+
+
+rule physical_limits:
+    input:
+        code=package_sources("limits", "psf", "units"),
+    output:
+        table=LIMITS_TABLE,
+    params:
+        psf=config["psf"],
+        background=config["survey"]["background"],
+        depths=DEPTHS,
+        limits=config["limits"],
+        threshold=config["baseline"]["threshold"],
+    log:
+        log_path("physical_limits", "limits"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/physical_limits.py"
+
+
+rule baseline_sep:
+    input:
+        cube=expand(IMAGE_CUBE, dataset="test", allow_missing=True),
+        psf=rules.psf.output.fits,
+        code=package_sources("baseline", "psf", "catalog", "images", "units"),
+    output:
+        catalog=SEP_CATALOG,
+    params:
+        baseline=config["baseline"],
+        background=config["survey"]["background"],
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    log:
+        log_path("baseline_sep", "d{d}"),
+    benchmark:
+        benchmark_path("baseline_sep", "d{d}")
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/baseline_sep.py"

@@ -70,25 +70,65 @@ def simulate_targets():
 
 
 def train_targets():
-    """Final outputs of stage 'train' (not implemented yet)."""
-    return []
+    """Every (d, seed) encoder of the config (ENCODER_CKPT: train.smk)."""
+    return expand(ENCODER_CKPT, d=DEPTHS, seed=TRAIN_SEEDS)
 
 
 def infer_targets():
-    """Final outputs of stage 'infer' (not implemented yet)."""
-    return []
+    """Every (d, seed) catalog of the test split (ENCODER_CATALOG: infer.smk)."""
+    return expand(ENCODER_CATALOG, d=DEPTHS, seed=TRAIN_SEEDS)
 
 
 def evaluate_targets():
-    """Final outputs of stage 'evaluate' (not implemented yet)."""
-    return []
+    """The aggregate metrics table, once some rule writes catalogs to score."""
+    return [METRICS_TABLE] if scored_methods() else []
 
 
 def figures_targets():
-    """Final outputs of stage 'figures' (not implemented yet)."""
-    return []
+    """Figure 1 once the test images have a rule; figure 2 and calibration once metrics do."""
+    targets = []
+    if workflow.is_rule("simulate_images"):
+        targets += rules.figure_scene.output
+    if scored_methods():
+        targets += rules.figure_metrics.output + rules.figure_calibration.output
+    return targets
+
+
+# -- evaluate, figures (issue 4): input functions (path templates live in evaluate.smk) --------
+
+
+def scored_methods():
+    """Methods whose catalogs some rule of this workflow writes (encoder, sep)."""
+    return [m for m, rule in CATALOG_RULES.items() if workflow.is_rule(rule)]
+
+
+def method_runs(method):
+    """(d, seed) of every run of a method: sep is one pseudo-seed per depth."""
+    seeds = TRAIN_SEEDS if method == "encoder" else [SEP_PSEUDO_SEED]
+    return [(d, s) for d in DEPTHS for s in seeds]
+
+
+def predicted_catalog(wildcards):
+    """The catalog a run (method, d, seed) scores."""
+    if wildcards.method == "sep" and int(wildcards.seed) != SEP_PSEUDO_SEED:
+        raise ValueError(f"sep has one pseudo-seed ({SEP_PSEUDO_SEED}), not {wildcards.seed}")
+    return CATALOG_PATHS[wildcards.method].format(d=wildcards.d, seed=wildcards.seed)
+
+
+def metrics_runs(wildcards=None):
+    """Every run table the aggregate collects."""
+    return [
+        METRICS_RUN.format(method=m, d=d, seed=s)
+        for m in scored_methods()
+        for d, s in method_runs(m)
+    ]
+
+
+def limits_table(wildcards=None):
+    """The physical-limits table (issue 6) when rule physical_limits exists, else nothing."""
+    return [rules.physical_limits.output.table] if workflow.is_rule("physical_limits") else []
 
 
 def baseline_targets():
-    """Final outputs of stage 'baseline' (not implemented yet)."""
-    return []
+    """Physical limits and the SEP baseline's catalog of the test split at every depth."""
+    return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)
