@@ -14,11 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_workflow
+from conftest import copy_workflow, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
@@ -353,3 +354,76 @@ def test_demo_workflow_on_slurm(cluster, tmp_path):
     # Nothing left to do: every output is complete and up to date.
     again = snakemake_on_slurm(repo, cluster, "--configfile", DEMO_CONFIG, "-n", limit_s=120)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+TRAIN_TARGET = "results/models/d1/seed0/encoder.pt"
+TRAIN_LOG = "results/logs/train_encoder/d1/seed0.log"
+
+
+def slurm_job_of_rule(env: dict, rule: str) -> str | None:
+    """The id of the running SLURM job of `rule` (the plugin puts the rule in the comment)."""
+    out = run(["squeue", "-h", "-t", "R", "-o", "%i %k"], limit_s=30, env=env)
+    for line in out.stdout.splitlines():
+        job_id, _, comment = line.partition(" ")
+        if comment.startswith(f"rule_{rule}"):
+            return job_id
+    return None
+
+
+def epochs_logged(log_text: str) -> list[int]:
+    """Epoch numbers the training log reports as finished ('epoch k/E: ...')."""
+    return [int(k) for k in re.findall(r"^.*\bepoch (\d+)/\d+:", log_text, re.MULTILINE)]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cancelled_training_resumes_from_its_last_epoch(cluster, tmp_path):
+    """scancel a training job part-way; rerunning the workflow continues where it stopped."""
+    repo = copy_workflow(tmp_path / "repo")
+    site_profile(repo)
+    # Small data and few epochs: one epoch takes seconds, and there is room to cancel after it.
+    epochs = 4
+    write_config(
+        repo, "preempt", train={"epochs": epochs}, data={"train_scenes": 300, "val_scenes": 60}
+    )
+    args = [TRAIN_TARGET, "--configfile", "config/preempt.yaml"]  # configfile takes the rest
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *args]
+    resume = repo / "results/models/d1/seed0/resume.pt"
+    first = subprocess.Popen(
+        ["timeout", "-k", "20", "600", *cmd],
+        cwd=repo,
+        env=cluster,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Wait until training has finished at least one epoch, then cancel its job.
+        deadline = time.monotonic() + 420
+        job_id = None
+        while time.monotonic() < deadline and first.poll() is None:
+            if resume.is_file() and (job_id := slurm_job_of_rule(cluster, "train_encoder")):
+                break
+            time.sleep(0.5)
+        assert job_id, f"training never reached epoch 1 on SLURM:\n{first.stderr.read()[-3000:]}"
+        done_before = max(epochs_logged((repo / TRAIN_LOG).read_text()), default=0)
+        assert run(["scancel", job_id], limit_s=30, env=cluster).returncode == 0
+        stderr = first.communicate(timeout=300)[1]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode != 0, "the workflow should fail when its training job is cancelled"
+    assert not (repo / TRAIN_TARGET).exists(), stderr[-2000:]
+    assert resume.is_file() and 1 <= done_before < epochs
+
+    again = snakemake_on_slurm(repo, cluster, *args, limit_s=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    log = (repo / TRAIN_LOG).read_text()
+    m = re.search(r"resuming from \S+: epoch (\d+) done, continuing at epoch (\d+)", log)
+    assert m, f"the rerun did not resume:\n{log}"
+    resumed_at = int(m.group(1))
+    assert done_before <= resumed_at < epochs and int(m.group(2)) == resumed_at + 1
+    # Only the missing epochs were trained again, up to the last one.
+    assert epochs_logged(log) == list(range(resumed_at + 1, epochs + 1)), log
+    assert (repo / TRAIN_TARGET).is_file() and not resume.exists()
