@@ -65,13 +65,13 @@ def simulate_targets():
 
 
 def train_targets():
-    """Final outputs of stage 'train' (not implemented yet)."""
-    return []
+    """Every (d, seed) encoder of the config (ENCODER_CKPT: train.smk)."""
+    return expand(ENCODER_CKPT, d=DEPTHS, seed=TRAIN_SEEDS)
 
 
 def infer_targets():
-    """Final outputs of stage 'infer' (not implemented yet)."""
-    return []
+    """Every (d, seed) catalog of the test split (ENCODER_CATALOG: infer.smk)."""
+    return expand(ENCODER_CATALOG, d=DEPTHS, seed=TRAIN_SEEDS)
 
 
 def evaluate_targets():

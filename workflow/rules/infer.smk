@@ -1,1 +1,29 @@
-# Stage infer: not implemented yet (see the issue that owns it).
+# Stage 'infer': each trained encoder catalogs the shared test split of its depth (SPEC §5, §8).
+
+ENCODER_CATALOG = "results/catalogs/d{d}/seed{seed}.parquet"
+
+
+rule infer_catalog:
+    input:
+        ckpt=rules.train_encoder.output.ckpt,
+        cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
+        code=package_sources("encoder", "infer", "train", "variational", "catalog"),
+    output:
+        catalog=ENCODER_CATALOG,
+    params:
+        encoder=config["encoder"],
+        image=config["image"],
+        infer=config["infer"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=2000,
+        runtime=30,
+    log:
+        log_path("infer_catalog", "d{d}", "seed{seed}"),
+    benchmark:
+        benchmark_path("infer_catalog", "d{d}", "seed{seed}")
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/infer_catalog.py"

@@ -1,0 +1,59 @@
+"""Inference throughput (images/s) of the full catalog path: normalize, encode, decode rows.
+
+Usage: python benchmarks/bench_infer.py [checkpoint] [--threads 2] [--images 5000]
+Without a checkpoint a freshly initialized encoder of the default config is timed.
+"""
+
+import os
+
+# Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when the
+# cores are shared with other jobs, as on a busy workstation or an oversubscribed node.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from coaddbliss.encoder import EncoderConfig, build_encoder  # noqa: E402
+from coaddbliss.infer import LoadedEncoder, load_encoder, predict_batch  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    if args.checkpoint:
+        enc = load_encoder(args.checkpoint)
+    else:
+        enc = LoadedEncoder(build_encoder(EncoderConfig(), 0).eval(), 1, 865.0, {})
+    rng = np.random.default_rng(0)
+    # sky with the coadd's pixel noise sd ~ sqrt(0.45 B / d) (sqrt(B) for d = 1)
+    sd = np.sqrt(865.0 * (1.0 if enc.depth == 1 else 0.45) / enc.depth)
+    images = (865.0 + sd * rng.standard_normal((args.batch, 88, 88))).astype(np.float32)
+    predict_batch(enc, images, 0, 0.5, cpu)  # warm-up
+    start, cpu_start, done, rows = time.perf_counter(), time.process_time(), 0, 0
+    while done < args.images:
+        rows += len(predict_batch(enc, images, done, 0.5, cpu))
+        done += len(images)
+    rate = done / (time.perf_counter() - start)
+    # CPU seconds count only while this process runs: with other jobs on the same cores,
+    # threads x images / CPU-seconds estimates the rate on an otherwise idle machine
+    per_cpu = done / (time.process_time() - cpu_start)
+    load = os.getloadavg()[0]
+    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}, load average {load:.1f}")
+    print(f"inference: {rate:.0f} images/s wall ({done} images, batch {args.batch}, {rows} rows)")
+    print(
+        f"           {per_cpu * args.threads:.0f} images/s on {args.threads} idle cores "
+        f"({per_cpu:.0f} per CPU-second)"
+    )
+
+
+if __name__ == "__main__":
+    main()

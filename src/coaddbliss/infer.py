@@ -1,0 +1,223 @@
+"""Turn a trained encoder into a predicted catalog of an image cube (SPEC §5, §8).
+
+A tile is a detection when q(n = 1) > threshold (0.5); its location is the logit-normal median
+sigmoid(mu) (the mode has no closed form), its flux the log-normal median exp(mu). The catalog
+keeps the posterior: `prob`, and the sd of x, y (pixels, by quadrature) and of ln(flux).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from astropy.io import fits
+
+from coaddbliss.catalog import write_catalog
+from coaddbliss.encoder import Encoder, EncoderConfig, fuse_for_inference, normalize
+from coaddbliss.images import ImageCubeError
+from coaddbliss.train import CHECKPOINT_FORMAT, autocast
+from coaddbliss.variational import constrain, logit_normal_moments
+
+log = logging.getLogger("coaddbliss.infer")
+
+CHECKPOINT_KEYS = ("state_dict", "encoder_config", "train_config", "version", "data")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the images or config; names the file."""
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Inference settings; see config.yaml `infer`."""
+
+    batch_size: int = 256  # images per forward pass: bounds memory, not the result
+    threshold: float = 0.5  # a tile is a detection when q(n = 1) > threshold
+
+    @classmethod
+    def from_config(cls, infer_config: dict) -> InferConfig:
+        """From the config's `infer` section."""
+        return cls(**{k: infer_config[k] for k in cls.__dataclass_fields__})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadedEncoder:
+    """A checkpoint's model (eval mode) and what it was trained on."""
+
+    model: Encoder
+    depth: int  # exposures per training image
+    background: float  # counts/pixel/exposure of the training images
+    meta: dict[str, Any]  # everything in the checkpoint but the weights
+
+
+def load_encoder(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedEncoder:
+    """Load a checkpoint written by `train.save_checkpoint`; CheckpointError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle of foreign objects, not a torch file...
+        raise CheckpointError(f"{path}: not a readable coaddbliss checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not a coaddbliss checkpoint (needs {CHECKPOINT_KEYS}, "
+                              f"found {found})")  # fmt: skip
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {ckpt.get('format')} but this code reads "
+            f"{CHECKPOINT_FORMAT}; retrain"
+        )
+    try:
+        model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path}: weights do not fit the stored encoder_config ({err})"
+        ) from err
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return LoadedEncoder(
+        # channels-last: oneDNN's fastest layout for inference (~1.3x measured on the CPU)
+        fuse_for_inference(model).to(device, memory_format=torch.channels_last),
+        depth=int(ckpt["data"]["depth"]),
+        background=float(ckpt["data"]["background"]),
+        meta=meta,
+    )
+
+
+def check_compatible(
+    enc: LoadedEncoder,
+    checkpoint: str | os.PathLike,
+    cube_path: str | os.PathLike,
+    header: dict[str, Any],
+    encoder_config: EncoderConfig | None = None,
+) -> None:
+    """Refuse to catalog images the encoder was not trained for, or under a changed config."""
+    depth, bkg = int(header["D"]), float(header["BKG"])
+    if depth != enc.depth:
+        raise CheckpointError(
+            f"{checkpoint}: trained on depth d = {enc.depth}, but {cube_path} has D = {depth}"
+        )
+    if not np.isclose(bkg, enc.background, rtol=1e-6):
+        raise CheckpointError(
+            f"{checkpoint}: trained with background {enc.background}, but {cube_path} has "
+            f"BKG = {bkg}"
+        )
+    if encoder_config is not None and encoder_config.as_dict() != enc.meta["encoder_config"]:
+        stored, wanted = enc.meta["encoder_config"], encoder_config.as_dict()
+        diff = {k: (stored.get(k), wanted.get(k)) for k in wanted if stored.get(k) != wanted[k]}
+        raise CheckpointError(
+            f"{checkpoint}: encoder config differs from the current config "
+            f"(key: (checkpoint, config)) {diff}; retrain the encoder"
+        )
+
+
+def cube_batches(
+    path: str | os.PathLike, batch_size: int, image_shape: tuple[int, int] = (88, 88)
+) -> tuple[dict[str, Any], int, Iterator[np.ndarray]]:
+    """(header, N, iterator of float32 (n, H, W) batches) read through a memory map.
+
+    Only one batch is in memory at a time, whatever N.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageCubeError(f"{path}: image cube not found")
+    try:
+        with fits.open(path, memmap=True) as hdul:
+            header = dict(hdul[0].header)
+            shape = hdul[0].shape
+    except Exception as err:
+        raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
+    if len(shape) != 3:
+        raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {shape}")
+    if tuple(shape[1:]) != tuple(image_shape):
+        raise ImageCubeError(f"{path}: images are {tuple(shape[1:])}, expected {image_shape}")
+    for key in ("D", "BKG"):
+        if key not in header:
+            raise ImageCubeError(f"{path}: header lacks the {key!r} card")
+
+    def batches() -> Iterator[np.ndarray]:
+        with fits.open(path, memmap=True) as hdul:
+            data = hdul[0].data
+            for a in range(0, shape[0], batch_size):
+                yield np.array(data[a : a + batch_size], dtype=np.float32)
+
+    return header, int(shape[0]), batches()
+
+
+def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, threshold: float,
+                  device: torch.device) -> pd.DataFrame:  # fmt: skip
+    """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows."""
+    model, cfg = enc.model, enc.model.config
+    with torch.inference_mode():
+        x = torch.from_numpy(images).to(device)
+        x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            raw = model(x)
+        p = constrain(raw, cfg.flux_offset)
+    prob = p.prob.cpu().numpy()  # (n, K, K)
+    img, row, col = np.nonzero(prob > threshold)
+    loc_mu = p.loc_mu.cpu().numpy()[img, row, col]  # (D, 2)
+    loc_sd = p.loc_sd.cpu().numpy()[img, row, col]
+    _, u_sd = logit_normal_moments(loc_mu.astype(np.float64), loc_sd.astype(np.float64))
+    u_med = 1.0 / (1.0 + np.exp(-loc_mu.astype(np.float64)))  # logit-normal median
+    origin = np.stack([col, row], axis=1)  # tile index (x, y)
+    xy = cfg.source_lo + (origin + u_med) * cfg.tile_size  # pixels
+    return pd.DataFrame({
+        "image_id": (img + first_id).astype(np.int64),
+        "x": xy[:, 0], "y": xy[:, 1],
+        "flux": np.exp(p.flux_mu.cpu().numpy()[img, row, col].astype(np.float64)),
+        "prob": prob[img, row, col].astype(np.float64),
+        "x_sd": u_sd[:, 0] * cfg.tile_size, "y_sd": u_sd[:, 1] * cfg.tile_size,
+        "log_flux_sd": p.flux_sd.cpu().numpy()[img, row, col].astype(np.float64),
+    })  # fmt: skip
+
+
+def infer_catalog(
+    *,
+    checkpoint: str,
+    cube: str,
+    out: str,
+    infer_config: InferConfig,
+    encoder_config: EncoderConfig | None,
+    seed: int,
+    device: torch.device,
+) -> pd.DataFrame:
+    """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically."""
+    enc = load_encoder(checkpoint, device)
+    header, n_images, batches = cube_batches(cube, infer_config.batch_size)
+    check_compatible(enc, checkpoint, cube, header, encoder_config)
+    parts, first = [], 0
+    for images in batches:
+        parts.append(predict_batch(enc, images, first, infer_config.threshold, device))
+        first += len(images)
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    write_catalog(
+        df,
+        out,
+        kind="predicted",
+        metadata={
+            "producer": "encoder",
+            "n_images": n_images,
+            "depth": enc.depth,
+            "seed": int(seed),
+            "infer": infer_config.as_dict(),
+            "encoder": enc.meta["encoder_config"],
+            "train": enc.meta["train_config"],
+            "checkpoint_epoch": enc.meta.get("epoch"),
+            "checkpoint_version": enc.meta["version"],
+        },
+    )
+    log.info("%d detections in %d images (d = %d) -> %s", len(df), n_images, enc.depth, out)
+    return df

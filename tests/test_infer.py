@@ -1,0 +1,119 @@
+"""Inference: catalog columns from known network outputs, batching, and clear errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from encoder_data import make_split
+
+from coaddbliss.catalog import read_catalog, read_metadata
+from coaddbliss.encoder import EncoderConfig, build_encoder
+from coaddbliss.images import ImageCubeError, write_cube
+from coaddbliss.infer import CheckpointError, InferConfig, infer_catalog, load_encoder
+from coaddbliss.train import TrainConfig, save_checkpoint
+
+SMALL = EncoderConfig(stem_channels=8, width=16, n_blocks=1)
+CPU = torch.device("cpu")
+
+
+def constant_checkpoint(path, *, n_logit, loc_mu, loc_raw_sd, log_flux, depth=5, enc=SMALL):
+    """A checkpoint whose every tile outputs the same parameters (last layer: bias only)."""
+    model = build_encoder(enc, 0)
+    last = model.head[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([n_logit, loc_mu[0], loc_mu[1], loc_raw_sd, loc_raw_sd,
+                                      log_flux - enc.flux_offset, 0.0]))  # fmt: skip
+    save_checkpoint(path, state_dict=model.state_dict(), encoder_config=enc,
+                    train_config=TrainConfig(), data={"depth": depth, "background": 865.0},
+                    seed=0, epoch=1, val_loss=0.0)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    return make_split(tmp_path_factory.mktemp("test_split"), n_images=7, depth=5, seed=4)[0]
+
+
+def infer(ckpt, cube, out, batch_size=100, enc=SMALL):
+    return infer_catalog(checkpoint=str(ckpt), cube=str(cube), out=str(out),
+                         infer_config=InferConfig(batch_size=batch_size, threshold=0.5),
+                         encoder_config=enc, seed=11, device=CPU)  # fmt: skip
+
+
+def test_every_tile_on_gives_tile_centres_and_posterior_scales(tmp_path, cube):
+    # raw sd 0 -> softplus(0) + 1e-3 = ln 2 + 1e-3 (logit scale); u = sigmoid(0.0) = 1/2
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    infer(ckpt, cube, tmp_path / "cat.parquet")
+    cat = read_catalog(tmp_path / "cat.parquet", kind="predicted", n_images=7)
+    assert len(cat) == 7 * 100
+    assert sorted(set(cat["x"].round(6))) == pytest.approx([24 + 4 * c + 2 for c in range(10)])
+    assert cat["flux"].to_numpy() == pytest.approx(5000.0, rel=1e-5)
+    assert cat["prob"].to_numpy() == pytest.approx(1 / (1 + math.exp(-3.0)), rel=1e-5)
+    # small logit sd s = softplus(-6) + 1e-3: sd(u) ~ u (1 - u) s = s / 4; in pixels x 4 = s
+    s = math.log1p(math.exp(-6.0)) + 1e-3
+    assert cat["x_sd"].to_numpy() == pytest.approx(s, rel=1e-3)
+    assert cat["log_flux_sd"].to_numpy() == pytest.approx(math.log(2) + 1e-3, rel=1e-4)
+    meta = read_metadata(tmp_path / "cat.parquet")
+    assert meta["seed"] == 11 and meta["depth"] == 5 and meta["n_images"] == 7
+    assert "version" in meta and meta["encoder"] == SMALL.as_dict()
+
+
+def test_off_tiles_give_an_empty_catalog(tmp_path, cube):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=-3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
+    infer(ckpt, cube, tmp_path / "cat.parquet")
+    assert len(read_catalog(tmp_path / "cat.parquet", kind="predicted", n_images=7)) == 0
+
+
+def test_batches_do_not_change_the_catalog(tmp_path, cube):
+    model = build_encoder(SMALL, 5)
+    save_checkpoint(tmp_path / "c.pt", state_dict=model.state_dict(), encoder_config=SMALL,
+                    train_config=TrainConfig(), data={"depth": 5, "background": 865.0},
+                    seed=0, epoch=1, val_loss=0.0)  # fmt: skip
+    a = infer(tmp_path / "c.pt", cube, tmp_path / "a.parquet", batch_size=3)
+    b = infer(tmp_path / "c.pt", cube, tmp_path / "b.parquet", batch_size=100)
+    assert a["image_id"].tolist() == b["image_id"].tolist()
+    assert np.allclose(a[["x", "y", "flux", "prob"]], b[["x", "y", "flux", "prob"]], rtol=1e-4)
+
+
+def test_corrupt_checkpoint(tmp_path, cube):
+    bad = tmp_path / "encoder.pt"
+    bad.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="encoder.pt: not a readable"):
+        infer(bad, cube, tmp_path / "cat.parquet")
+    torch.save({"weights": torch.zeros(3)}, bad)
+    with pytest.raises(CheckpointError, match="not a coaddbliss checkpoint"):
+        load_encoder(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_encoder(tmp_path / "missing.pt")
+    assert not (tmp_path / "cat.parquet").exists()
+
+
+def test_depth_mismatch(tmp_path, cube):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=0.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0, depth=25)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"trained on depth d = 25, but .* has D = 5"):
+        infer(ckpt, cube, tmp_path / "cat.parquet")
+
+
+def test_config_mismatch(tmp_path, cube):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=0.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
+    other = EncoderConfig(stem_channels=8, width=32, n_blocks=1)
+    with pytest.raises(CheckpointError, match="width"):
+        infer(ckpt, cube, tmp_path / "cat.parquet", enc=other)
+
+
+def test_wrong_image_shape(tmp_path):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=0.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
+    small = tmp_path / "d5.fits"
+    write_cube(small, [np.full((2, 64, 64), 865.0, np.float32)], n_images=2,
+               image_shape=(64, 64), cards={"D": 5, "BKG": 865.0})  # fmt: skip
+    with pytest.raises(
+        ImageCubeError, match=r"d5.fits: images are \(64, 64\), expected \(88, 88\)"
+    ):
+        infer(ckpt, small, tmp_path / "cat.parquet")
