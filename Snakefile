@@ -12,6 +12,8 @@
 #   baselines/sep/d{d}.parquet                 classical (SEP) catalog of the test split
 #   metrics/                                   per-bin metrics and bootstrap bands
 #   figures/                                   PNG and PDF figures
+#   ablation/                                  noise-model ablation (config ablation.enabled):
+#                                              white-noise data, encoders, catalogs, table
 #   logs/{rule}/...                            one log per job
 #   benchmarks/{rule}/...                      time and memory per heavy job
 
@@ -30,6 +32,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/ablation.smk"
 
 
 localrules:
@@ -45,3 +48,4 @@ rule all:
         baseline_targets(),
         evaluate_targets(),
         figures_targets(),
+        ablation_targets(),
