@@ -13,9 +13,11 @@ GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'; true)
 #   make TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu" test
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
+# torch/OpenMP threads sleep instead of spinning when idle: spinning wrecks shared cores
+export OMP_WAIT_POLICY ?= PASSIVE
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS)
 
-.PHONY: all venv run demo test lint bench report clean-demo
+.PHONY: all venv run demo test lint bench results-table report
 
 all: run
 
@@ -44,6 +46,12 @@ lint: venv
 
 bench: venv  ## speed benchmarks: print figures for the README's performance section
 	$(BIN)/python benchmarks/bench_simulate.py
+	cd benchmarks && ../$(BIN)/python bench_train.py && ../$(BIN)/python bench_infer.py
+	$(BIN)/python benchmarks/bench_baseline.py
+
+results-table: venv  ## the README's results table, from a finished run's metrics
+	$(BIN)/python -m coaddbliss.metrics results/metrics/metrics.parquet
+	$(BIN)/python -m coaddbliss.metrics results/metrics/metrics.parquet --method sep
 
 report: venv  ## HTML report of a finished run
 	$(BIN)/snakemake --report results/report.html

@@ -8,12 +8,15 @@
 #   data/{train,val}/seed{seed}/truth.parquet  training / validation truth of one seed
 #   data/{train,val}/seed{seed}/d{d}.fits      training / validation images of one seed and depth
 #   models/d{d}/seed{seed}/encoder.pt          trained encoder (rule train_encoder)
+#   models/d{d}/seed{seed}/history.tsv         per-epoch losses, seconds, device
 #   catalogs/d{d}/seed{seed}.parquet           encoder catalog of the test split (rule infer_catalog)
-#   baselines/sep/d{d}.parquet                 classical (SEP) catalog of the test split
-#   metrics/                                   per-bin metrics and bootstrap bands
-#   figures/                                   PNG and PDF figures
-#   ablation/                                  noise-model ablation (config ablation.enabled):
-#                                              white-noise data, encoders, catalogs, table
+#   baselines/sep/d{d}.parquet                 classical (SEP) catalog of the test split (baseline_sep)
+#   metrics/limits.parquet                     ideal recall and Cramer-Rao flux error (physical_limits)
+#   metrics/runs/{method}/d{d}/seed{seed}.parquet  one scored catalog + bootstrap (score_catalog)
+#   metrics/metrics.parquet                    every statistic, per seed and pooled (aggregate_metrics)
+#   figures/{scene,metrics,calibration}.{png,pdf}  figure 1, figure 2, calibration (figure_*)
+#   ablation/                                  noise-model ablation (ablation.enabled):
+#     white/, catalogs/, metrics/runs/, ablation.parquet; figures/ablation.{png,pdf}
 #   logs/{rule}/...                            one log per job
 #   benchmarks/{rule}/...                      time and memory per heavy job
 

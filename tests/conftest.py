@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# OpenMP threads that spin while idle make torch 10x slower on shared cores (tests import
+# torch before any script could set this)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 #: What a workflow run needs from the repository (results/ and .snakemake/ are not copied).
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "config", "workflow", "src", "envs", "profiles"]

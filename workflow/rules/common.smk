@@ -131,7 +131,7 @@ def baseline_targets():
 
 # -- noise-model ablation (issue 6): targets and input functions (templates: ablation.smk) ------
 
-ABLATION = config.get("ablation", {"enabled": False, "depths": [], "seeds": []})
+ABLATION = config["ablation"]
 ABLATION_ENABLED = bool(ABLATION["enabled"])
 ABLATION_DEPTHS = [int(d) for d in ABLATION["depths"]]
 ABLATION_SEEDS = [int(s) for s in ABLATION["seeds"]]
