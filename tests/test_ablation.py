@@ -12,6 +12,7 @@ from coaddbliss.metrics import (
     POINT_ESTIMATE,
     POOLED_SEED,
     MetricsError,
+    ablation_results_table,
     ablation_summary,
 )
 from coaddbliss.plotting import ablation_figure
@@ -219,9 +220,10 @@ def _hand_table() -> pd.DataFrame:
            ("white", "physical"): 0.6, ("white", "white"): 0.85}  # fmt: skip
     edges = np.round(np.arange(20.0, 23.01, 0.5), 6)
     for (train, test), last in dim.items():
-        for stat in ("precision", "recall", "flux_residual_median"):
+        flux = {"flux_residual_median": 0.0, "flux_residual_q25": -0.1, "flux_residual_q75": 0.1}
+        for stat in ("precision", "recall", *flux):
             for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-                v = 1.0 - (1.0 - last) * (hi - 20) / 3 if stat != "flux_residual_median" else 0.0
+                v = flux.get(stat, 1.0 - (1.0 - last) * (hi - 20) / 3)
                 rows.append((train, test, stat, lo, hi, np.nan, v))
         for nominal in (0.5, 0.9):
             rows.append((train, test, "coverage_log_flux", np.nan, np.nan, nominal, nominal))
@@ -253,3 +255,12 @@ def test_ablation_figure_draws_every_cell():
 def test_ablation_figure_needs_pooled_rows():
     with pytest.raises(ValueError, match="pooled"):
         ablation_figure(_hand_table().assign(seed=0))
+
+
+def test_ablation_results_table_reads_the_dimmest_bin():
+    text = ablation_results_table(_hand_table())
+    rows = {tuple(c.strip() for c in line.split("|")[2:4]): line for line in text.splitlines()[2:]}
+    assert len(rows) == 4
+    # hand table: recall in the last bin (22.5-23) is the cell's dim value; coverage = nominal
+    assert "| 0.60 [0.58, 0.62] |" in rows[("white", "physical")]
+    assert rows[("physical", "physical")].rstrip().endswith("| -10.0 % to +10.0 % | 0.90 |")

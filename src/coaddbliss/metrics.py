@@ -525,3 +525,27 @@ def ablation_summary(
     table.insert(0, "train_noise", cells[0])
     table = table.sort_values(["d", "train_noise", "test_noise", "seed", "statistic", "mag_lo"])
     return table[ABLATION_SCHEMA.names].reset_index(drop=True)
+
+
+def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
+    """Markdown: dimmest-bin precision, recall, flux residual and log-flux coverage per cell."""
+    pooled = table[table["seed"] == POOLED_SEED]
+    if pooled.empty:
+        raise MetricsError("no pooled rows in the ablation table")
+    last_lo = pooled["mag_lo"].max()
+    lines = [
+        f"| d | trained on | tested on | precision {last_lo:.1f}-{pooled['mag_hi'].max():.1f} "
+        f"| recall | median flux residual | residual 25-75 % | log-flux coverage at {nominal} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (d, train, test), cell in pooled.groupby(["d", "train_noise", "test_noise"]):
+        dim = cell[cell["mag_lo"] == last_lo].set_index("statistic")
+        cov = cell[
+            (cell["statistic"] == "coverage_log_flux") & np.isclose(cell["nominal"], nominal)
+        ]
+        cov_text = "n/a" if cov.empty else f"{cov['value'].iloc[0]:.2f}"
+        lines.append(
+            f"| {d} | {train} | {test} | {_cell(dim, 'precision')} | {_cell(dim, 'recall')} "
+            f"| {_cell(dim, 'flux_residual_median', pct=True)} | {_spread(dim)} | {cov_text} |"
+        )
+    return "\n".join(lines)
