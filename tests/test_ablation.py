@@ -264,3 +264,31 @@ def test_ablation_results_table_reads_the_dimmest_bin():
     # hand table: recall in the last bin (22.5-23) is the cell's dim value; coverage = nominal
     assert "| 0.60 [0.58, 0.62] |" in rows[("white", "physical")]
     assert rows[("physical", "physical")].rstrip().endswith("| -10.0 % to +10.0 % | 0.90 |")
+
+
+# -- a tiny real run ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_tiny_ablation_runs_end_to_end(workdir):
+    write_config(
+        workdir, "tiny", simulate={"depths": [5]},
+        data={"test_scenes": 40, "train_scenes": 64, "val_scenes": 32, "train_seeds": [0]},
+        train={"epochs": 1}, evaluate={"bootstrap_replicates": 5},
+        ablation={"enabled": True, "depths": [5], "seeds": [0]},
+    )  # fmt: skip
+    table_path, png = "results/ablation/ablation.parquet", "results/figures/ablation.png"
+    result = run_snakemake(
+        workdir, table_path, png, "--cores", "2", "--resources", "gpu=0",
+        "--configfile", "config/tiny.yaml",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = pd.read_parquet(workdir / table_path)
+    assert list(table.columns) == ABLATION_SCHEMA.names
+    cells = set(zip(table["train_noise"], table["test_noise"], strict=True))
+    assert cells == {(tr, te) for tr in ("physical", "white") for te in ("physical", "white")}
+    assert set(table["d"]) == {5} and set(table["seed"]) == {0, POOLED_SEED}
+    assert (workdir / png).stat().st_size > 10_000
+    # the white encoder was trained on the white cubes, one log per job
+    log = (workdir / "results/logs/ablation_train_encoder/d5/seed0.log").read_text()
+    assert "epoch 1/1" in log
+    runs = workdir / "results/ablation/metrics/runs"
+    assert len(list(runs.rglob("*.parquet"))) == 3  # physical on physical: the main run

@@ -325,6 +325,9 @@ def ablation_figure(
                 x = "nominal" if stat.startswith("coverage") else "mag"
                 if x == "nominal":
                     ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, zorder=0)
+                    ax.set_xlim(0, 1)
+                    ax.set_ylim(0, 1.01)
+                    ax.set_xticks([0, 0.5, 1])
                 for (train, test), r in pooled[
                     (pooled["d"] == d) & (pooled["statistic"] == stat)
                 ].groupby(["train_noise", "test_noise"]):
