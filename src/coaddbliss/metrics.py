@@ -479,15 +479,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("table", type=Path, help="aggregate metrics table (metrics.parquet)")
     parser.add_argument("--method", default="encoder", help="encoder or sep")
+    parser.add_argument(
+        "--ablation", action="store_true", help="the table is results/ablation/ablation.parquet"
+    )
     args = parser.parse_args(argv)
     try:
+        if args.ablation:
+            print(ablation_results_table(read_table(args.table, ABLATION_SCHEMA)))
+            return
         print(results_table(read_table(args.table), args.method))
     except MetricsError as err:
         parser.exit(1, f"error: {err}\n")
-
-
-if __name__ == "__main__":
-    main()
 
 
 # -- noise-model ablation (issue 6) --------------------------------------------------------------
@@ -549,3 +551,7 @@ def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
             f"| {_cell(dim, 'flux_residual_median', pct=True)} | {_spread(dim)} | {cov_text} |"
         )
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
