@@ -5,6 +5,11 @@ from pathlib import Path
 
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the library, importable even before `pip install -e .`
+# Jobs (local, conda envs, SLURM) import the library from this checkout: the code that
+# package_sources() tracks, not whatever copy an environment may have installed.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")]))
+)
 
 from coaddbliss.config import validate_config  # noqa: E402
 

@@ -1,0 +1,396 @@
+"""The SLURM profile: static checks, then real runs on a throw-away one-node SLURM (marker slurm).
+
+The cluster tests install Debian's munge/slurmctld/slurmd when missing (root only), start the
+daemons from tests/slurm/cluster.sh with every file in a temp dir, run workflows in a COPY of
+the repository with the project's profile (site values overridden, nothing else) and stop the
+daemons by PID even when a run fails. Every subprocess is bounded with `timeout -k`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_workflow, write_config
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
+DEMO_CONFIG = "config/demo.yaml"
+#: Site values the test replaces (and nothing else): the cluster's only partition, any account.
+TEST_SITE = {"slurm_partition": "debug", "slurm_account": "coaddbliss-test"}
+#: Upper bound on the demo workflow through SLURM (a few minutes normally): CI must never hang.
+DEMO_LIMIT_S = 1500
+
+
+def load_profile(path: Path = PROFILE) -> dict:
+    """The profile as Snakemake reads it (YAML of long option names)."""
+    return yaml.safe_load(path.read_text())
+
+
+def run(cmd: list[str], *, limit_s: int, **kwargs) -> subprocess.CompletedProcess:
+    """Run cmd under `timeout -k`: SIGTERM at limit_s, SIGKILL 20 s later (snakemake can hang)."""
+    return subprocess.run(
+        ["timeout", "-k", "20", str(limit_s), *cmd], text=True, capture_output=True, **kwargs
+    )
+
+
+def workflow_rules() -> set[str]:
+    """Rule names of the workflow on the demo config."""
+    out = run(
+        [sys.executable, "-m", "snakemake", "--list-rules", "--configfile", DEMO_CONFIG],
+        limit_s=120,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    return {line.strip() for line in out.stdout.splitlines() if re.fullmatch(r"\w+", line.strip())}
+
+
+# ---- static checks of the profiles -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [PROFILE, DEFAULT_PROFILE], ids=["slurm", "default"])
+def test_every_profile_line_is_commented(path):
+    lines = path.read_text().splitlines()
+    bare = [i + 1 for i, line in enumerate(lines) if line.strip() and "#" not in line]
+    assert not bare, f"{path.name}: lines without a comment: {bare}"
+
+
+def test_slurm_profile_settings():
+    prof = load_profile()
+    assert prof["executor"] == "slurm"
+    assert prof["slurm-status-command"] == "squeue"  # works without slurmdbd accounting
+    assert prof["slurm-requeue"] is True
+    assert prof["slurm-keep-successful-logs"] is True
+    assert prof["rerun-incomplete"] is True
+    # Custom resources are counted globally by Snakemake: `resources: gpu=1` would submit one
+    # GPU job at a time to the whole cluster.
+    assert "resources" not in prof
+    defaults = prof["default-resources"]
+    for key in ("slurm_partition", "slurm_account", "mem_mb", "runtime"):
+        assert key in defaults, f"default-resources lacks {key}"
+    for rule, res in prof["set-resources"].items():
+        extra = str(res.get("slurm_extra", ""))
+        assert "--gres" not in extra and "--gpus" not in extra, f"{rule}: GPUs via slurm_extra"
+
+
+def test_gpu_rules_request_one_gpu():
+    """The GPU rules become `sbatch --gpus=1`; nothing else asks for a GPU."""
+    set_res = load_profile()["set-resources"]
+    gpu_rules = {rule for rule, res in set_res.items() if res.get("gpu")}
+    assert gpu_rules == {"train_encoder", "infer_catalog"}
+    assert all(set_res[rule]["gpu"] == 1 for rule in gpu_rules)
+
+
+def test_default_profile_is_local_and_conda_free():
+    prof = load_profile(DEFAULT_PROFILE)
+    assert "executor" not in prof
+    assert "software-deployment-method" not in prof and "use-conda" not in prof
+    assert prof["keep-going"] is False
+
+
+def _declared_resources() -> dict[str, dict[str, int]]:
+    """mem_mb/runtime each rule declares itself: a dry run that ignores every profile."""
+    out = run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--forceall",
+            "--workflow-profile",
+            "none",
+            "--configfile",
+            DEMO_CONFIG,
+            "--cores",
+            "1",
+        ],  # fmt: skip
+        limit_s=120,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    declared: dict[str, dict[str, int]] = {}
+    rule = None
+    for line in out.stdout.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+        elif rule and (m := re.match(r"\s+resources: (.*)", line)):
+            pairs = dict(kv.split("=", 1) for kv in m.group(1).split(", ") if "=" in kv)
+            declared[rule] = {k: int(pairs[k]) for k in ("mem_mb", "runtime") if k in pairs}
+    return declared
+
+
+def test_set_resources_name_real_rules_and_cover_their_needs():
+    """A renamed rule must not silently lose its cluster resources; none is under-requested."""
+    set_res = load_profile()["set-resources"]
+    unknown = set(set_res) - workflow_rules()
+    assert not unknown, f"profiles/slurm names rules the workflow lacks: {sorted(unknown)}"
+    declared = _declared_resources()
+    for rule, res in set_res.items():
+        for key, need in declared.get(rule, {}).items():
+            assert res.get(key, 0) >= need, f"{rule}: profile {key}={res.get(key)} < rule's {need}"
+
+
+# ---- a real one-node SLURM -----------------------------------------------------------------------
+
+
+def free_ports(n: int) -> list[str]:
+    """n TCP ports free on this machine now (a leftover daemon must not break the next run)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [str(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Start munge + slurmctld + slurmd (one node, gpu:1); yield the env to talk to it; stop."""
+    inst = run(["bash", str(CLUSTER_SH), "install"], limit_s=900)
+    if inst.returncode != 0:
+        pytest.skip(
+            "SLURM test skipped: could not install munge/slurmctld/slurmd/slurm-client "
+            f"(needs root and Debian's apt): {inst.stderr.strip()[-500:]}"
+        )
+    state = tmp_path_factory.mktemp("slurm")
+    ctld_port, slurmd_port = free_ports(2)
+    ports = {"COADDBLISS_SLURMCTLD_PORT": ctld_port, "COADDBLISS_SLURMD_PORT": slurmd_port}
+    try:
+        up = run(
+            ["bash", str(CLUSTER_SH), "start", str(state)], limit_s=120, env={**os.environ, **ports}
+        )
+        assert up.returncode == 0, f"cluster did not start:\n{up.stderr}"
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)  # jobs must find the copy's library via the workflow itself
+        env["SLURM_CONF"] = str(state / "slurm.conf")
+        # The srun wrapper first (it restores SLURM_CONF inside jobs), then this interpreter.
+        env["PATH"] = os.pathsep.join([str(state / "bin"), str(Path(sys.executable).parent),
+                                       env.get("PATH", "")])  # fmt: skip
+        yield env
+    finally:
+        down = run(["bash", str(CLUSTER_SH), "stop", str(state)], limit_s=90)
+        print(down.stderr, file=sys.stderr)
+
+
+def site_profile(repo: Path) -> None:
+    """Replace the profile's site placeholders with the test cluster's values, nothing else."""
+    path = repo / "profiles" / "slurm" / "config.yaml"
+    prof = load_profile(path)
+    original = load_profile(path)
+    prof["default-resources"].update(TEST_SITE)
+    for res in prof["set-resources"].values():
+        for key in TEST_SITE.keys() & res.keys():
+            res[key] = TEST_SITE[key]
+    changed = {k for k in prof if prof[k] != original[k]}
+    assert changed <= {"default-resources", "set-resources"}
+    path.write_text(yaml.safe_dump(prof, sort_keys=False))
+
+
+def snakemake_on_slurm(repo: Path, env: dict, *args: str, limit_s: int):
+    """Run snakemake in repo with the project's SLURM profile (the workflow sets PYTHONPATH)."""
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *args]
+    return run(cmd, limit_s=limit_s, cwd=repo, env=env)
+
+
+TOY_SNAKEFILE = """
+rule all:
+    input: "gpu_a.txt", "gpu_b.txt", "cpu.txt"
+
+rule gpu_job:
+    output: "gpu_{name}.txt"
+    resources: gpu=1
+    shell: "echo \\"${{CUDA_VISIBLE_DEVICES:-none}} $SLURM_JOB_ID\\" > {output}"
+
+rule cpu_job:
+    output: "cpu.txt"
+    shell: "echo \\"${{CUDA_VISIBLE_DEVICES:-none}} $SLURM_JOB_ID\\" > {output}"
+"""
+
+
+@pytest.mark.slurm
+def test_gpu_rules_get_the_fake_gpu(cluster, tmp_path):
+    """`resources: gpu=1` reaches sbatch as --gpus=1: the job sees the node's one GPU."""
+    repo = tmp_path / "toy"
+    (repo / "profiles" / "slurm").mkdir(parents=True)
+    shutil.copy(PROFILE, repo / "profiles" / "slurm" / "config.yaml")
+    site_profile(repo)
+    (repo / "Snakefile").write_text(TOY_SNAKEFILE)
+    out = snakemake_on_slurm(repo, cluster, limit_s=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("gpu_a", "gpu_b"):
+        devices, job_id = (repo / f"{name}.txt").read_text().split()
+        assert devices == "0", f"{name}: CUDA_VISIBLE_DEVICES={devices}"
+        assert job_id.isdigit()  # it really ran inside a SLURM job
+    devices, job_id = (repo / "cpu.txt").read_text().split()
+    assert devices == "none" and job_id.isdigit()
+    # The GPU jobs held the node's GPU (sbatch --gpus=1); the CPU job did not.
+    for name in ("gpu_a", "gpu_b", "cpu"):
+        job_id = (repo / f"{name}.txt").read_text().split()[1]
+        show = run(["scontrol", "-o", "show", "job", job_id], limit_s=30, env=cluster)
+        assert show.returncode == 0, show.stderr
+        asked = "TresPerJob=gres:gpu:1" in show.stdout
+        assert asked == name.startswith("gpu"), f"{name}: {show.stdout}"
+
+
+def expected_outputs(config: dict) -> dict[str, list[str]]:
+    """SPEC §8 paths the demo config produces, grouped by the stage that writes them."""
+    depths = config["simulate"]["depths"]
+    seeds = config["data"]["train_seeds"]
+    sets = ["test"] + [f"{split}/seed{s}" for split in ("train", "val") for s in seeds]
+    return {
+        "psf": ["results/psf.fits"],
+        "truth": [f"results/data/{ds}/truth.parquet" for ds in sets],
+        "cubes": [f"results/data/{ds}/d{d}.fits" for ds in sets for d in depths],
+        "models": [f"results/models/d{d}/seed{s}/encoder.pt" for d in depths for s in seeds],
+        "catalogs": [f"results/catalogs/d{d}/seed{s}.parquet" for d in depths for s in seeds],
+        "baselines": [f"results/baselines/sep/d{d}.parquet" for d in depths],
+    }
+
+
+def planned_outputs(repo: Path, env: dict) -> set[str]:
+    """Every file the workflow's DAG would write (before anything ran)."""
+    cmd = [sys.executable, "-m", "snakemake", "--summary", "--workflow-profile", "none"]
+    out = run([*cmd, "--cores", "1", "--configfile", DEMO_CONFIG], limit_s=120, cwd=repo, env=env)
+    assert out.returncode == 0, out.stderr
+    return {line.split("\t")[0] for line in out.stdout.splitlines()[1:] if line.strip()}
+
+
+def check_contract(repo: Path, planned: set[str]) -> None:
+    """Every SPEC §8 output of the demo and every planned file: present and readable."""
+    import torch
+
+    sys.path.insert(0, str(repo / "src"))
+    from coaddbliss.catalog import read_catalog, read_metadata
+    from coaddbliss.images import read_cube
+
+    config = yaml.safe_load((repo / DEMO_CONFIG).read_text())
+    groups = expected_outputs(config)
+    missing = [p for paths in groups.values() for p in paths if not (repo / p).is_file()]
+    missing += [p for p in planned if not (repo / p).exists()]
+    assert not missing, f"outputs missing after the SLURM run: {sorted(set(missing))}"
+    n_images = {}
+    for path in groups["truth"]:
+        n_images[path] = int(read_metadata(repo / path)["n_images"])
+        read_catalog(repo / path, kind="truth", n_images=n_images[path])
+    for path in groups["cubes"]:
+        cube = read_cube(repo / path)
+        truth = str(Path(path).parent / "truth.parquet")
+        assert cube.data.shape[0] == n_images[truth], path
+        assert int(cube.header["D"]) == int(re.search(r"d(\d+)\.fits$", path).group(1))
+    for path in groups["models"]:  # self-describing, loadable without unpickling code
+        ckpt = torch.load(repo / path, weights_only=True, map_location="cpu")
+        assert {"state_dict", "encoder_config", "train_config", "version"} <= set(ckpt)
+    # The job held the (fake) GPU, gpu resource 1; without CUDA it says it ran on the CPU.
+    logs = list((repo / "results/logs/train_encoder").rglob("*.log"))
+    assert len(logs) == len(groups["models"])
+    for log in logs:
+        text = log.read_text()
+        assert re.search(r"device: (cpu \(gpu resource 1, CUDA not available|cuda)", text), log
+    n_test = n_images["results/data/test/truth.parquet"]
+    for path in groups["catalogs"] + groups["baselines"]:
+        read_catalog(repo / path, kind="predicted", n_images=n_test)
+    assert list((repo / "results/metrics").rglob("*.parquet")), "no metrics tables"
+    figures = repo / "results/figures"
+    assert list(figures.rglob("*.png")) and list(figures.rglob("*.pdf")), "no figures"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_demo_workflow_on_slurm(cluster, tmp_path):
+    """config/demo.yaml end to end through sbatch with the project's profile."""
+    repo = copy_workflow(tmp_path / "repo")
+    site_profile(repo)
+    planned = planned_outputs(repo, cluster)
+    out = snakemake_on_slurm(repo, cluster, "--configfile", DEMO_CONFIG, limit_s=DEMO_LIMIT_S)
+    logs = sorted((repo / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert out.returncode == 0, f"{out.stderr[-4000:]}\nslurm logs: {[str(p) for p in logs]}"
+    assert logs, "no SLURM job logs kept (slurm-keep-successful-logs)"
+    check_contract(repo, planned)
+    # Nothing left to do: every output is complete and up to date.
+    again = snakemake_on_slurm(repo, cluster, "--configfile", DEMO_CONFIG, "-n", limit_s=120)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+TRAIN_TARGET = "results/models/d1/seed0/encoder.pt"
+TRAIN_LOG = "results/logs/train_encoder/d1/seed0.log"
+
+
+def slurm_job_of_rule(env: dict, rule: str) -> str | None:
+    """The id of the running SLURM job of `rule` (the plugin puts the rule in the comment)."""
+    out = run(["squeue", "-h", "-t", "R", "-o", "%i %k"], limit_s=30, env=env)
+    for line in out.stdout.splitlines():
+        job_id, _, comment = line.partition(" ")
+        if comment.startswith(f"rule_{rule}"):
+            return job_id
+    return None
+
+
+def epochs_logged(log_text: str) -> list[int]:
+    """Epoch numbers the training log reports as finished ('epoch k/E: ...')."""
+    return [int(k) for k in re.findall(r"^.*\bepoch (\d+)/\d+:", log_text, re.MULTILINE)]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cancelled_training_resumes_from_its_last_epoch(cluster, tmp_path):
+    """scancel a training job part-way; rerunning the workflow continues where it stopped."""
+    repo = copy_workflow(tmp_path / "repo")
+    site_profile(repo)
+    # Small data and few epochs: one epoch takes seconds, and there is room to cancel after it.
+    epochs = 4
+    write_config(
+        repo, "preempt", train={"epochs": epochs}, data={"train_scenes": 300, "val_scenes": 60}
+    )
+    args = [TRAIN_TARGET, "--configfile", "config/preempt.yaml"]  # configfile takes the rest
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *args]
+    resume = repo / "results/models/d1/seed0/resume.pt"
+    first = subprocess.Popen(
+        ["timeout", "-k", "20", "600", *cmd],
+        cwd=repo,
+        env=cluster,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Wait until training has finished at least one epoch, then cancel its job.
+        deadline = time.monotonic() + 420
+        job_id = None
+        while time.monotonic() < deadline and first.poll() is None:
+            if resume.is_file() and (job_id := slurm_job_of_rule(cluster, "train_encoder")):
+                break
+            time.sleep(0.5)
+        assert job_id, f"training never reached epoch 1 on SLURM:\n{first.stderr.read()[-3000:]}"
+        done_before = max(epochs_logged((repo / TRAIN_LOG).read_text()), default=0)
+        assert run(["scancel", job_id], limit_s=30, env=cluster).returncode == 0
+        stderr = first.communicate(timeout=300)[1]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode != 0, "the workflow should fail when its training job is cancelled"
+    assert not (repo / TRAIN_TARGET).exists(), stderr[-2000:]
+    assert resume.is_file() and 1 <= done_before < epochs
+
+    again = snakemake_on_slurm(repo, cluster, *args, limit_s=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    log = (repo / TRAIN_LOG).read_text()
+    m = re.search(r"resuming from \S+: epoch (\d+) done, continuing at epoch (\d+)", log)
+    assert m, f"the rerun did not resume:\n{log}"
+    resumed_at = int(m.group(1))
+    assert done_before <= resumed_at < epochs and int(m.group(2)) == resumed_at + 1
+    # Only the missing epochs were trained again, up to the last one.
+    assert epochs_logged(log) == list(range(resumed_at + 1, epochs + 1)), log
+    assert (repo / TRAIN_TARGET).is_file() and not resume.exists()
