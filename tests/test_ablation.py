@@ -267,7 +267,8 @@ def test_ablation_results_table_reads_the_dimmest_bin():
 
 # -- a tiny real run ------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_tiny_ablation_runs_end_to_end(workdir):
+def test_tiny_ablation_runs_end_to_end(tmp_path):
+    workdir = copy_workflow(tmp_path / "repo")  # its own copy: the test edits the library
     write_config(
         workdir, "tiny", simulate={"depths": [5]},
         data={"test_scenes": 40, "train_scenes": 64, "val_scenes": 32, "train_seeds": [0]},
@@ -291,3 +292,12 @@ def test_tiny_ablation_runs_end_to_end(workdir):
     assert "epoch 1/1" in log
     runs = workdir / "results/ablation/metrics/runs"
     assert len(list(runs.rglob("*.parquet"))) == 3  # physical on physical: the main run
+    # editing the library reruns exactly what depends on it (STYLE habit 3)
+    targets = (table_path, png)
+    with (workdir / "src/coaddbliss/plotting.py").open("a") as f:
+        f.write("\n# edited by test_ablation\n")
+    assert set(dry_run(workdir, "config/tiny.yaml", *targets)[0]) == {"figure_ablation"}
+    with (workdir / "src/coaddbliss/metrics.py").open("a") as f:
+        f.write("\n# edited by test_ablation\n")
+    rescored = {"score_catalog", "ablation_score_catalog", "ablation_table", "figure_ablation"}
+    assert set(dry_run(workdir, "config/tiny.yaml", *targets)[0]) == rescored
