@@ -15,6 +15,8 @@
 #   metrics/runs/{method}/d{d}/seed{seed}.parquet  one scored catalog + bootstrap (score_catalog)
 #   metrics/metrics.parquet                    every statistic, per seed and pooled (aggregate_metrics)
 #   figures/{scene,metrics,calibration}.{png,pdf}  figure 1, figure 2, calibration (figure_*)
+#   ablation/                                  noise-model ablation (ablation.enabled):
+#     white/, catalogs/, metrics/runs/, ablation.parquet; figures/ablation.{png,pdf}
 #   logs/{rule}/...                            one log per job
 #   benchmarks/{rule}/...                      time and memory per heavy job
 
@@ -33,6 +35,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/ablation.smk"
 
 
 localrules:
@@ -48,3 +51,4 @@ rule all:
         baseline_targets(),
         evaluate_targets(),
         figures_targets(),
+        ablation_targets(),

@@ -479,11 +479,78 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("table", type=Path, help="aggregate metrics table (metrics.parquet)")
     parser.add_argument("--method", default="encoder", help="encoder or sep")
+    parser.add_argument(
+        "--ablation", action="store_true", help="the table is results/ablation/ablation.parquet"
+    )
     args = parser.parse_args(argv)
     try:
+        if args.ablation:
+            print(ablation_results_table(read_table(args.table, ABLATION_SCHEMA)))
+            return
         print(results_table(read_table(args.table), args.method))
     except MetricsError as err:
         parser.exit(1, f"error: {err}\n")
+
+
+# -- noise-model ablation (issue 6) --------------------------------------------------------------
+#: Noise models of the ablation: physical (noise before alignment) and white (after alignment).
+NOISE_MODELS = ("physical", "white")
+
+#: The ablation table: results/ablation/ablation.parquet (the aggregate table, `method` split
+#: into the noise model of the training data and of the test data).
+ABLATION_SCHEMA = pa.schema(
+    [
+        pa.field("train_noise", pa.string(), nullable=False),  # "physical" or "white"
+        pa.field("test_noise", pa.string(), nullable=False),  # "physical" or "white"
+        *(f for f in METRICS_SCHEMA if f.name != "method"),
+    ]
+)
+
+
+def ablation_summary(
+    runs: list[tuple[str, str, pd.DataFrame]], band: tuple[float, float] = (0.25, 0.75)
+) -> pd.DataFrame:
+    """Aggregate run tables labelled (train noise, test noise, run table) into the ablation table:
+    per seed and pooled over seeds (seed -1), with bootstrap bands, as `aggregate_runs`."""
+    if not runs:
+        raise MetricsError("no run tables for the ablation")
+    frames = []
+    for train_noise, test_noise, run in runs:
+        bad = {train_noise, test_noise} - set(NOISE_MODELS)
+        if bad:
+            raise MetricsError(f"unknown noise model(s) {sorted(bad)}; expected {NOISE_MODELS}")
+        # the cell replaces the producing method's name (the main runs say "encoder")
+        frames.append(run.assign(method=f"{train_noise}\t{test_noise}"))
+    table = aggregate_runs(pd.concat(frames, ignore_index=True), band=band)
+    cells = table.pop("method").str.split("\t", expand=True)
+    table.insert(0, "test_noise", cells[1])
+    table.insert(0, "train_noise", cells[0])
+    table = table.sort_values(["d", "train_noise", "test_noise", "seed", "statistic", "mag_lo"])
+    return table[ABLATION_SCHEMA.names].reset_index(drop=True)
+
+
+def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
+    """Markdown: dimmest-bin precision, recall, flux residual and log-flux coverage per cell."""
+    pooled = table[table["seed"] == POOLED_SEED]
+    if pooled.empty:
+        raise MetricsError("no pooled rows in the ablation table")
+    last_lo = pooled["mag_lo"].max()
+    lines = [
+        f"| d | trained on | tested on | precision {last_lo:.1f}-{pooled['mag_hi'].max():.1f} "
+        f"| recall | median flux residual | residual 25-75 % | log-flux coverage at {nominal} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (d, train, test), cell in pooled.groupby(["d", "train_noise", "test_noise"]):
+        dim = cell[cell["mag_lo"] == last_lo].set_index("statistic")
+        cov = cell[
+            (cell["statistic"] == "coverage_log_flux") & np.isclose(cell["nominal"], nominal)
+        ]
+        cov_text = "n/a" if cov.empty else f"{cov['value'].iloc[0]:.2f}"
+        lines.append(
+            f"| {d} | {train} | {test} | {_cell(dim, 'precision')} | {_cell(dim, 'recall')} "
+            f"| {_cell(dim, 'flux_residual_median', pct=True)} | {_spread(dim)} | {cov_text} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

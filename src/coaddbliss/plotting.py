@@ -276,3 +276,77 @@ def calibration_figure(
         ]
         fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
+
+
+# -- noise-model ablation (issue 6) ---------------------------------------------------------------
+#: Line style of the test data's noise model (colour encodes the training data's).
+TEST_NOISE_STYLE = {"physical": "-", "white": "--"}
+NOISE_LABEL = {
+    "physical": "physical (noise before alignment)",
+    "white": "white (noise after alignment)",
+}
+
+
+def ablation_figure(
+    table: pd.DataFrame,
+    *,
+    width: float = 7.0,
+    palette: str = "colorblind",
+    font_scale: float = 1.0,
+) -> Figure:
+    """Noise-model ablation: precision, recall, median flux residual and log-flux coverage of
+    encoders trained on physical or white-noise coadds (colour), tested on either (line style).
+
+    `table` is the ablation table (ABLATION_SCHEMA); pooled rows (mean over seeds, band: 25-75 %
+    of the pooled bootstrap replicates). One row of panels per depth d.
+    """
+    pooled = table[table["seed"] == POOLED_SEED].copy()
+    if pooled.empty:
+        raise ValueError("ablation table has no pooled rows (seed -1)")
+    pooled["mag"] = (pooled["mag_lo"] + pooled["mag_hi"]) / 2
+    depths = sorted(int(d) for d in pooled["d"].unique())
+    colors = dict(zip(("physical", "white"), sns.color_palette(palette, 4)[2:4], strict=True))
+    panels = (
+        ("precision", "precision", "estimated magnitude"),
+        ("recall", "recall", "true magnitude"),
+        ("flux_residual_median", r"median $(\hat f - f)/f$", "true magnitude"),
+        ("coverage_log_flux", "log-flux coverage", "nominal coverage"),
+    )
+    with _style(font_scale):
+        fig, axes = plt.subplots(
+            len(depths),
+            len(panels),
+            figsize=(width, (width * 0.27) * len(depths) + 0.6),
+            squeeze=False,
+            layout="constrained",
+        )
+        for row, d in zip(axes, depths, strict=True):
+            for ax, (stat, ylabel, xlabel) in zip(row, panels, strict=True):
+                x = "nominal" if stat.startswith("coverage") else "mag"
+                if x == "nominal":
+                    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, zorder=0)
+                    ax.set_xlim(0, 1)
+                    ax.set_ylim(0, 1.01)
+                    ax.set_xticks([0, 0.5, 1])
+                for (train, test), r in pooled[
+                    (pooled["d"] == d) & (pooled["statistic"] == stat)
+                ].groupby(["train_noise", "test_noise"]):
+                    r = r.sort_values(x)
+                    ax.plot(
+                        r[x], r["value"], ls=TEST_NOISE_STYLE[test], color=colors[train], lw=1.3
+                    )
+                    ax.fill_between(
+                        r[x], r["lower"], r["upper"], color=colors[train], alpha=0.18, lw=0
+                    )
+                if stat == "flux_residual_median":
+                    ax.axhline(0, color="0.6", lw=0.6, zorder=0)
+                ax.set_ylabel(ylabel)
+                ax.set_xlabel(xlabel)
+                ax.grid(True, lw=0.3, alpha=0.5)
+            row[0].set_title(f"d = {d}", loc="left", fontsize="medium")
+        handles = [Patch(color=colors[n], label=f"trained on {NOISE_LABEL[n]}") for n in colors] + [
+            Line2D([], [], ls=ls, color="0.2", label=f"tested on {n}")
+            for n, ls in TEST_NOISE_STYLE.items()
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    return fig

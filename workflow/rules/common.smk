@@ -132,3 +132,69 @@ def limits_table(wildcards=None):
 def baseline_targets():
     """Physical limits and the SEP baseline's catalog of the test split at every depth."""
     return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)
+
+
+# -- noise-model ablation (issue 6): targets and input functions (templates: ablation.smk) ------
+
+ABLATION = config["ablation"]
+ABLATION_ENABLED = bool(ABLATION["enabled"])
+ABLATION_DEPTHS = [int(d) for d in ABLATION["depths"]]
+ABLATION_SEEDS = [int(s) for s in ABLATION["seeds"]]
+#: Noise models: "physical" = the main workflow's data and encoders (config simulate.noise_stage),
+#: "white" = noise drawn after alignment (the original code's shortcut), results/ablation/white.
+NOISE_MODELS = ("physical", "white")
+#: (train noise, test noise) of every cell of the ablation, in table order.
+ABLATION_COMBOS = [(tr, te) for tr in NOISE_MODELS for te in NOISE_MODELS]
+
+if ABLATION_ENABLED:
+    # The physical half is the main workflow's own data, encoders and scores: it must exist.
+    if config["simulate"]["noise_stage"] != "before_alignment":
+        raise ValueError(
+            "config: ablation.enabled needs simulate.noise_stage: before_alignment "
+            "(the physical side of the comparison)"
+        )
+    for key, values, main_key, main_values in (
+        ("depths", ABLATION_DEPTHS, "simulate.depths", DEPTHS),
+        ("seeds", ABLATION_SEEDS, "data.train_seeds", TRAIN_SEEDS),
+    ):
+        if missing := sorted(set(values) - set(main_values)):
+            raise ValueError(f"config: ablation.{key} {missing} not in {main_key} {main_values}")
+#: White-noise data sets of the ablation: the test split and each ablation seed's train/val.
+ABLATION_DATASETS = ["test"] + [f"{sp}/seed{s}" for sp in ("train", "val") for s in ABLATION_SEEDS]
+
+
+def ablation_targets():
+    """The ablation table and figure when `ablation.enabled`, else nothing."""
+    if not ABLATION_ENABLED:
+        return []
+    return [ABLATION_TABLE] + rules.figure_ablation.output
+
+
+def ablation_encoder(wildcards):
+    """Checkpoint of the encoder trained on `wildcards.train` noise (physical: the main one)."""
+    template = ENCODER_CKPT if wildcards.train == "physical" else ABLATION_CKPT
+    return template.format(d=wildcards.d, seed=wildcards.seed)
+
+
+def ablation_test_cube(wildcards):
+    """Test cube of depth d with `wildcards.test` noise (physical: the main one)."""
+    template = IMAGE_CUBE if wildcards.test == "physical" else ABLATION_CUBE
+    return template.format(dataset="test", d=wildcards.d)
+
+
+def ablation_runs(wildcards=None):
+    """Run tables of every (train, test, d, seed) cell, in ABLATION_COMBOS order per (d, seed);
+    physical on physical is the main workflow's run (results/metrics/runs/encoder/...)."""
+    return [
+        METRICS_RUN.format(method="encoder", d=d, seed=s)
+        if (tr, te) == ("physical", "physical")
+        else ABLATION_RUN.format(train=tr, test=te, d=d, seed=s)
+        for d in ABLATION_DEPTHS
+        for s in ABLATION_SEEDS
+        for tr, te in ABLATION_COMBOS
+    ]
+
+
+def ablation_run_cells(wildcards=None):
+    """(train, test) of each table of ablation_runs(), in the same order."""
+    return [list(c) for _ in ABLATION_DEPTHS for _ in ABLATION_SEEDS for c in ABLATION_COMBOS]

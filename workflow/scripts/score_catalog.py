@@ -48,7 +48,9 @@ if __name__ == "__main__":
             cube=snakemake.input.cube,  # noqa: F821
             catalog=snakemake.input.catalog,  # noqa: F821
             table=snakemake.output.table,  # noqa: F821
-            method=snakemake.wildcards.method,  # noqa: F821
+            # the ablation's runs name their cell in params (train_white/test_physical)
+            method=getattr(snakemake.params, "method", None)  # noqa: F821
+            or snakemake.wildcards.method,  # noqa: F821
             d=int(snakemake.wildcards.d),  # noqa: F821
             seed=int(snakemake.wildcards.seed),  # noqa: F821
             evaluate=dict(snakemake.params.evaluate),  # noqa: F821

@@ -1,0 +1,41 @@
+"""Noise-model ablation figure from results/ablation/ablation.parquet (rule figure_ablation)."""
+
+# No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
+import sys
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from coaddbliss.logs import log_to_file
+from coaddbliss.metrics import ABLATION_SCHEMA, MetricsError, read_table
+from coaddbliss.plotting import ablation_figure
+
+LOG = logging.getLogger("coaddbliss")
+
+
+def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
+    """Draw the four (train noise, test noise) cells per depth."""
+    fig = ablation_figure(
+        read_table(table, ABLATION_SCHEMA),
+        width=figures["width"],
+        palette=figures["palette"],
+        font_scale=figures["font_scale"],
+    )
+    fig.savefig(png, dpi=figures["dpi"])
+    fig.savefig(pdf)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    log_to_file(snakemake.log[0])  # noqa: F821
+    try:
+        main(
+            table=snakemake.input.table,  # noqa: F821
+            png=snakemake.output.png,  # noqa: F821
+            pdf=snakemake.output.pdf,  # noqa: F821
+            figures=dict(snakemake.params.figures),  # noqa: F821
+        )
+    except MetricsError as err:
+        LOG.error("%s", err)
+        sys.exit(1)
