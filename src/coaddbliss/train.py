@@ -82,14 +82,15 @@ class Split:
 
 def choose_device(gpu_resource: int) -> torch.device:
     """CUDA when the job holds a GPU and one is visible; the CPU otherwise (logged either way)."""
+    device_log = logging.getLogger("coaddbliss.device")  # shared by training and inference
     if gpu_resource > 0 and torch.cuda.is_available():
         device = torch.device("cuda")
-        log.info("device: cuda (%s, gpu resource %d, bf16 autocast)",
-                 torch.cuda.get_device_name(device), gpu_resource)  # fmt: skip
+        device_log.info("device: cuda (%s, gpu resource %d, bf16 autocast)",
+                        torch.cuda.get_device_name(device), gpu_resource)  # fmt: skip
         return device
     why = "CUDA not available" if gpu_resource > 0 else "no GPU requested"
-    log.info("device: cpu (gpu resource %d, %s; %d threads)", gpu_resource, why,
-             torch.get_num_threads())  # fmt: skip
+    device_log.info("device: cpu (gpu resource %d, %s; %d threads)", gpu_resource, why,
+                    torch.get_num_threads())  # fmt: skip
     return torch.device("cpu")
 
 
