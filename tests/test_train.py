@@ -75,11 +75,11 @@ def test_train_and_val_of_different_depths_are_refused(data, tmp_path):
 
 
 def test_device_choice_is_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="coaddbliss.train"):
+    with caplog.at_level(logging.INFO, logger="coaddbliss.device"):
         assert choose_device(0).type == "cpu"
     assert "device: cpu (gpu resource 0" in caplog.text
     if not torch.cuda.is_available():
-        with caplog.at_level(logging.INFO, logger="coaddbliss.train"):
+        with caplog.at_level(logging.INFO, logger="coaddbliss.device"):
             assert choose_device(1).type == "cpu"
         assert "CUDA not available" in caplog.text
 
@@ -87,7 +87,7 @@ def test_device_choice_is_logged(caplog):
 def test_foreign_resume_state_is_ignored(data, tmp_path, caplog):
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / RESUME_NAME).write_bytes(b"not a torch file")
-    with caplog.at_level(logging.WARNING, logger="coaddbliss.train"):
+    with caplog.at_level(logging.WARNING, logger="coaddbliss.device"):
         history = run(data, tmp_path)
     assert "ignoring unreadable resume state" in caplog.text
     assert history["epoch"].tolist() == [1, 2]
