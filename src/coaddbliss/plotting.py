@@ -350,3 +350,20 @@ def ablation_figure(
         ]
         fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
     return fig
+
+
+# -- shared by the figure rules' scripts ------------------------------------------------------
+def style_options(figures: Mapping) -> dict:
+    """The keyword arguments every figure function takes from the config's `figures` section."""
+    return {
+        "width": figures["width"],
+        "palette": figures["palette"],
+        "font_scale": figures["font_scale"],
+    }
+
+
+def save_figure(fig: Figure, png: str, pdf: str, *, dpi: int) -> None:
+    """Write a figure as PNG (at `dpi`) and PDF, then free it."""
+    fig.savefig(png, dpi=dpi)
+    fig.savefig(pdf)
+    plt.close(fig)

@@ -5,11 +5,9 @@ import logging
 import sys
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import ABLATION_SCHEMA, MetricsError, read_table
-from coaddbliss.plotting import ablation_figure
+from coaddbliss.plotting import ablation_figure, save_figure, style_options
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -18,13 +16,9 @@ def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
     """Draw the four (train noise, test noise) cells per depth."""
     fig = ablation_figure(
         read_table(table, ABLATION_SCHEMA),
-        width=figures["width"],
-        palette=figures["palette"],
-        font_scale=figures["font_scale"],
+        **style_options(figures),
     )
-    fig.savefig(png, dpi=figures["dpi"])
-    fig.savefig(pdf)
-    plt.close(fig)
+    save_figure(fig, png, pdf, dpi=figures["dpi"])
 
 
 if __name__ == "__main__":

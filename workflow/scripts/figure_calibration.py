@@ -5,11 +5,9 @@ import logging
 import sys
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import MetricsError, read_table
-from coaddbliss.plotting import calibration_figure
+from coaddbliss.plotting import calibration_figure, save_figure, style_options
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -18,13 +16,9 @@ def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
     """Draw the coverage curves from the aggregate table."""
     fig = calibration_figure(
         read_table(table),
-        width=figures["width"],
-        palette=figures["palette"],
-        font_scale=figures["font_scale"],
+        **style_options(figures),
     )
-    fig.savefig(png, dpi=figures["dpi"])
-    fig.savefig(pdf)
-    plt.close(fig)
+    save_figure(fig, png, pdf, dpi=figures["dpi"])
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ import logging
 import sys
 from typing import Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import MetricsError, read_table
-from coaddbliss.plotting import metrics_figure
+from coaddbliss.plotting import metrics_figure, save_figure, style_options
 
 LIMIT_COLUMNS = ["d", "mag", "recall_limit", "flux_err_limit"]
 
@@ -33,13 +32,9 @@ def main(*, table: str, limits: list[str], png: str, pdf: str, figures: dict[str
     fig = metrics_figure(
         metrics,
         read_limits(limits[0]) if limits else None,
-        width=figures["width"],
-        palette=figures["palette"],
-        font_scale=figures["font_scale"],
+        **style_options(figures),
     )
-    fig.savefig(png, dpi=figures["dpi"])
-    fig.savefig(pdf)
-    plt.close(fig)
+    save_figure(fig, png, pdf, dpi=figures["dpi"])
     LOG.info(f"methods {sorted(metrics['method'].unique())}, limits: {bool(limits)}")
 
 

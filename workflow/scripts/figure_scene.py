@@ -5,7 +5,6 @@ import logging
 import sys
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from astropy.io import fits
 
@@ -13,7 +12,7 @@ from coaddbliss.catalog import CatalogError, read_catalog
 from coaddbliss.images import ImageCubeError
 from coaddbliss.logs import log_to_file
 from coaddbliss.metrics import n_images_of_cube
-from coaddbliss.plotting import choose_scene, scene_figure
+from coaddbliss.plotting import choose_scene, save_figure, scene_figure, style_options
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -46,13 +45,9 @@ def main(*, truth: str, cubes: list[str], png: str, pdf: str, figures: dict[str,
         images,
         stars,
         background,
-        width=figures["width"],
-        palette=figures["palette"],
-        font_scale=figures["font_scale"],
+        **style_options(figures),
     )
-    fig.savefig(png, dpi=figures["dpi"])
-    fig.savefig(pdf)
-    plt.close(fig)
+    save_figure(fig, png, pdf, dpi=figures["dpi"])
     LOG.info(f"scene {scene}: {len(stars)} stars, depths {sorted(images)}")
 
 
