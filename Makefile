@@ -42,6 +42,7 @@ test: venv  ## unit tests, workflow tests (dry run, lint, the demo end to end), 
 lint: venv
 	$(BIN)/ruff check src tests workflow/scripts benchmarks
 	$(BIN)/ruff format --check src tests workflow/scripts benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 bench: venv  ## speed benchmarks: print figures for the README's performance section

@@ -16,8 +16,12 @@
 ABLATION_CUBE = "results/ablation/white/data/{dataset}/d{d}.fits"
 ABLATION_CKPT = "results/ablation/white/models/d{d}/seed{seed}/encoder.pt"
 ABLATION_HISTORY = "results/ablation/white/models/d{d}/seed{seed}/history.tsv"
-ABLATION_CATALOG = "results/ablation/catalogs/train_{train}/test_{test}/d{d}/seed{seed}.parquet"
-ABLATION_RUN = "results/ablation/metrics/runs/train_{train}/test_{test}/d{d}/seed{seed}.parquet"
+ABLATION_CATALOG = (
+    "results/ablation/catalogs/train_{train}/test_{test}/d{d}/seed{seed}.parquet"
+)
+ABLATION_RUN = (
+    "results/ablation/metrics/runs/train_{train}/test_{test}/d{d}/seed{seed}.parquet"
+)
 ABLATION_TABLE = "results/ablation/ablation.parquet"
 
 
@@ -33,6 +37,16 @@ rule ablation_simulate_images:
         code=package_sources("simulate", "psf", "rng", "images", "catalog"),
     output:
         cubes=expand(ABLATION_CUBE, d=ABLATION_DEPTHS, allow_missing=True),
+    log:
+        log_path("ablation_simulate_images", "{dataset}"),
+    benchmark:
+        benchmark_path("ablation_simulate_images", "{dataset}")
+    conda:
+        "../../envs/sim.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         survey=config["survey"],
         image=config["image"],
@@ -42,16 +56,6 @@ rule ablation_simulate_images:
         noise=config["simulate"]["noise"],
         noise_stage="after_alignment",  # the only difference from rule simulate_images
         chunk_size=config["simulate"]["chunk_size"],
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    log:
-        log_path("ablation_simulate_images", "{dataset}"),
-    benchmark:
-        benchmark_path("ablation_simulate_images", "{dataset}")
-    conda:
-        "../../envs/sim.yaml"
     script:
         "../scripts/simulate_images.py"
 
@@ -62,26 +66,28 @@ rule ablation_train_encoder:
         train_truth=TRUTH_CATALOG.format(dataset="train/seed{seed}"),
         val_cube=ABLATION_CUBE.format(dataset="val/seed{seed}", d="{d}"),
         val_truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
-        code=package_sources("encoder", "train", "tiles", "variational", "images", "catalog"),
+        code=package_sources(
+            "encoder", "train", "tiles", "variational", "images", "catalog"
+        ),
     output:
         ckpt=ABLATION_CKPT,
         history=ABLATION_HISTORY,
-    params:
-        # the same slices as rule train_encoder: a fair comparison
-        encoder=config["encoder"],
-        image=config["image"],
-        train=config["train"],
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
     log:
         log_path("ablation_train_encoder", "d{d}", "seed{seed}"),
     benchmark:
         benchmark_path("ablation_train_encoder", "d{d}", "seed{seed}")
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        # the same slices as rule train_encoder: a fair comparison
+        encoder=config["encoder"],
+        image=config["image"],
+        train=config["train"],
     script:
         "../scripts/train_encoder.py"
 
@@ -93,21 +99,33 @@ rule ablation_infer_catalog:
         code=package_sources("encoder", "infer", "train", "variational", "catalog"),
     output:
         catalog=ABLATION_CATALOG,
-    params:
-        encoder=config["encoder"],
-        image=config["image"],
-        infer=config["infer"],
+    log:
+        log_path(
+            "ablation_infer_catalog",
+            "train_{train}",
+            "test_{test}",
+            "d{d}",
+            "seed{seed}",
+        ),
+    benchmark:
+        benchmark_path(
+            "ablation_infer_catalog",
+            "train_{train}",
+            "test_{test}",
+            "d{d}",
+            "seed{seed}",
+        )
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=2000,
         runtime=30,
-    log:
-        log_path("ablation_infer_catalog", "train_{train}", "test_{test}", "d{d}", "seed{seed}"),
-    benchmark:
-        benchmark_path("ablation_infer_catalog", "train_{train}", "test_{test}", "d{d}", "seed{seed}")
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        encoder=config["encoder"],
+        image=config["image"],
+        infer=config["infer"],
     script:
         "../scripts/infer_catalog.py"
 
@@ -120,15 +138,27 @@ rule ablation_score_catalog:
         code=package_sources("metrics", "catalog", "images"),
     output:
         table=ABLATION_RUN,
+    log:
+        log_path(
+            "ablation_score_catalog",
+            "train_{train}",
+            "test_{test}",
+            "d{d}",
+            "seed{seed}",
+        ),
+    benchmark:
+        benchmark_path(
+            "ablation_score_catalog",
+            "train_{train}",
+            "test_{test}",
+            "d{d}",
+            "seed{seed}",
+        )
+    conda:
+        "../../envs/analysis.yaml"
     params:
         evaluate={k: v for k, v in config["evaluate"].items() if k != "band"},  # as score_catalog
         method=lambda wc: f"train_{wc.train}/test_{wc.test}",
-    log:
-        log_path("ablation_score_catalog", "train_{train}", "test_{test}", "d{d}", "seed{seed}"),
-    benchmark:
-        benchmark_path("ablation_score_catalog", "train_{train}", "test_{test}", "d{d}", "seed{seed}")
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/score_catalog.py"
 
@@ -139,13 +169,13 @@ rule ablation_table:
         code=package_sources("metrics"),
     output:
         table=ABLATION_TABLE,
-    params:
-        cells=ablation_run_cells(),
-        band=config["evaluate"]["band"],
     log:
         log_path("ablation_table", "ablation"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        cells=ablation_run_cells(),
+        band=config["evaluate"]["band"],
     script:
         "../scripts/ablation_table.py"
 
@@ -161,11 +191,11 @@ rule figure_ablation:
             category="Figures",
         ),
         pdf=FIGURE.format(name="ablation", ext="pdf"),
-    params:
-        figures=config["figures"],
     log:
         log_path("figure_ablation", "ablation"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        figures=config["figures"],
     script:
         "../scripts/figure_ablation.py"

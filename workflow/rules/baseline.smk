@@ -9,16 +9,16 @@ rule physical_limits:
         code=package_sources("limits", "psf", "units"),
     output:
         table=LIMITS_TABLE,
+    log:
+        log_path("physical_limits", "limits"),
+    conda:
+        "../../envs/analysis.yaml"
     params:
         psf=config["psf"],
         background=config["survey"]["background"],
         depths=DEPTHS,
         limits=config["limits"],
         threshold=config["baseline"]["threshold"],
-    log:
-        log_path("physical_limits", "limits"),
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/physical_limits.py"
 
@@ -30,18 +30,18 @@ rule baseline_sep:
         code=package_sources("baseline", "psf", "catalog", "images", "units"),
     output:
         catalog=SEP_CATALOG,
-    params:
-        baseline=config["baseline"],
-        background=config["survey"]["background"],
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=20,
     log:
         log_path("baseline_sep", "d{d}"),
     benchmark:
         benchmark_path("baseline_sep", "d{d}")
     conda:
         "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        baseline=config["baseline"],
+        background=config["survey"]["background"],
     script:
         "../scripts/baseline_sep.py"

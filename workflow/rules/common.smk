@@ -19,7 +19,9 @@ validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema
 DEPTHS = [int(d) for d in config["simulate"]["depths"]]
 TRAIN_SEEDS = [int(s) for s in config["data"]["train_seeds"]]
 #: Data sets: the shared test split and the per-seed training and validation splits.
-DATASETS = ["test"] + [f"{split}/seed{s}" for split in ("train", "val") for s in TRAIN_SEEDS]
+DATASETS = ["test"] + [
+    f"{split}/seed{s}" for split in ("train", "val") for s in TRAIN_SEEDS
+]
 
 
 wildcard_constraints:
@@ -111,7 +113,9 @@ def method_runs(method):
 def predicted_catalog(wildcards):
     """The catalog a run (method, d, seed) scores."""
     if wildcards.method == "sep" and int(wildcards.seed) != SEP_PSEUDO_SEED:
-        raise ValueError(f"sep has one pseudo-seed ({SEP_PSEUDO_SEED}), not {wildcards.seed}")
+        raise ValueError(
+            f"sep has one pseudo-seed ({SEP_PSEUDO_SEED}), not {wildcards.seed}"
+        )
     return CATALOG_PATHS[wildcards.method].format(d=wildcards.d, seed=wildcards.seed)
 
 
@@ -126,7 +130,11 @@ def metrics_runs(wildcards=None):
 
 def limits_table(wildcards=None):
     """The physical-limits table (issue 6) when rule physical_limits exists, else nothing."""
-    return [rules.physical_limits.output.table] if workflow.is_rule("physical_limits") else []
+    return (
+        [rules.physical_limits.output.table]
+        if workflow.is_rule("physical_limits")
+        else []
+    )
 
 
 def baseline_targets():
@@ -158,9 +166,13 @@ if ABLATION_ENABLED:
         ("seeds", ABLATION_SEEDS, "data.train_seeds", TRAIN_SEEDS),
     ):
         if missing := sorted(set(values) - set(main_values)):
-            raise ValueError(f"config: ablation.{key} {missing} not in {main_key} {main_values}")
+            raise ValueError(
+                f"config: ablation.{key} {missing} not in {main_key} {main_values}"
+            )
 #: White-noise data sets of the ablation: the test split and each ablation seed's train/val.
-ABLATION_DATASETS = ["test"] + [f"{sp}/seed{s}" for sp in ("train", "val") for s in ABLATION_SEEDS]
+ABLATION_DATASETS = ["test"] + [
+    f"{sp}/seed{s}" for sp in ("train", "val") for s in ABLATION_SEEDS
+]
 
 
 def ablation_targets():
@@ -184,11 +196,14 @@ def ablation_test_cube(wildcards):
 
 def ablation_runs(wildcards=None):
     """Run tables of every (train, test, d, seed) cell, in ABLATION_COMBOS order per (d, seed);
-    physical on physical is the main workflow's run (results/metrics/runs/encoder/...)."""
+    physical on physical is the main workflow's run (results/metrics/runs/encoder/...).
+    """
     return [
-        METRICS_RUN.format(method="encoder", d=d, seed=s)
-        if (tr, te) == ("physical", "physical")
-        else ABLATION_RUN.format(train=tr, test=te, d=d, seed=s)
+        (
+            METRICS_RUN.format(method="encoder", d=d, seed=s)
+            if (tr, te) == ("physical", "physical")
+            else ABLATION_RUN.format(train=tr, test=te, d=d, seed=s)
+        )
         for d in ABLATION_DEPTHS
         for s in ABLATION_SEEDS
         for tr, te in ABLATION_COMBOS
@@ -197,4 +212,9 @@ def ablation_runs(wildcards=None):
 
 def ablation_run_cells(wildcards=None):
     """(train, test) of each table of ablation_runs(), in the same order."""
-    return [list(c) for _ in ABLATION_DEPTHS for _ in ABLATION_SEEDS for c in ABLATION_COMBOS]
+    return [
+        list(c)
+        for _ in ABLATION_DEPTHS
+        for _ in ABLATION_SEEDS
+        for c in ABLATION_COMBOS
+    ]

@@ -29,8 +29,6 @@ rule score_catalog:
         code=package_sources("metrics", "catalog", "images"),
     output:
         table=METRICS_RUN,
-    params:
-        evaluate={k: v for k, v in config["evaluate"].items() if k != "band"},  # band: aggregate
     log:
         log_path("score_catalog", "{method}", "d{d}", "seed{seed}"),
     benchmark:
@@ -39,6 +37,8 @@ rule score_catalog:
         method="|".join(CATALOG_PATHS),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        evaluate={k: v for k, v in config["evaluate"].items() if k != "band"},  # band: aggregate
     script:
         "../scripts/score_catalog.py"
 
@@ -49,11 +49,11 @@ rule aggregate_metrics:
         code=package_sources("metrics"),
     output:
         table=METRICS_TABLE,
-    params:
-        band=config["evaluate"]["band"],
     log:
         log_path("aggregate_metrics", "metrics"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        band=config["evaluate"]["band"],
     script:
         "../scripts/aggregate_metrics.py"

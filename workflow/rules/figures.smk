@@ -21,12 +21,12 @@ rule figure_scene:
             category="Figures",
         ),
         pdf=FIGURE.format(name="scene", ext="pdf"),
-    params:
-        figures=config["figures"],
     log:
         log_path("figure_scene", "scene"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        figures=config["figures"],
     script:
         "../scripts/figure_scene.py"
 
@@ -43,12 +43,12 @@ rule figure_metrics:
             category="Figures",
         ),
         pdf=FIGURE.format(name="metrics", ext="pdf"),
-    params:
-        figures=config["figures"],
     log:
         log_path("figure_metrics", "metrics"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        figures=config["figures"],
     script:
         "../scripts/figure_metrics.py"
 
@@ -64,11 +64,11 @@ rule figure_calibration:
             category="Figures",
         ),
         pdf=FIGURE.format(name="calibration", ext="pdf"),
-    params:
-        figures=config["figures"],
     log:
         log_path("figure_calibration", "calibration"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        figures=config["figures"],
     script:
         "../scripts/figure_calibration.py"

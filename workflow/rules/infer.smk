@@ -10,20 +10,20 @@ rule infer_catalog:
         code=package_sources("encoder", "infer", "train", "variational", "catalog"),
     output:
         catalog=ENCODER_CATALOG,
-    params:
-        encoder=config["encoder"],
-        image=config["image"],
-        infer=config["infer"],
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=2000,
-        runtime=30,
     log:
         log_path("infer_catalog", "d{d}", "seed{seed}"),
     benchmark:
         benchmark_path("infer_catalog", "d{d}", "seed{seed}")
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=2000,
+        runtime=30,
+    params:
+        encoder=config["encoder"],
+        image=config["image"],
+        infer=config["infer"],
     script:
         "../scripts/infer_catalog.py"

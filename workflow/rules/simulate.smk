@@ -10,13 +10,13 @@ rule psf:
         code=package_sources("psf"),
     output:
         fits=PSF_FITS,
-    params:
-        psf=config["psf"],
-        pixel_scale=config["survey"]["pixel_scale"],
     log:
         log_path("psf", "psf"),
     conda:
         "../../envs/sim.yaml"
+    params:
+        psf=config["psf"],
+        pixel_scale=config["survey"]["pixel_scale"],
     script:
         "../scripts/make_psf.py"
 
@@ -26,16 +26,16 @@ rule simulate_catalog:
         code=package_sources("prior", "rng", "catalog"),
     output:
         truth=TRUTH_CATALOG,
+    log:
+        log_path("simulate_catalog", "{dataset}"),
+    conda:
+        "../../envs/sim.yaml"
     params:
         prior=config["prior"],
         image=config["image"],
         split=lambda wc: dataset_split(wc.dataset),
         seed=lambda wc: dataset_seed(wc.dataset),
         n_scenes=lambda wc: dataset_size(wc.dataset),
-    log:
-        log_path("simulate_catalog", "{dataset}"),
-    conda:
-        "../../envs/sim.yaml"
     script:
         "../scripts/simulate_catalog.py"
 
@@ -48,6 +48,16 @@ rule simulate_images:
     output:
         # every depth in one pass: depth d averages the first d of the scene's exposures
         cubes=expand(IMAGE_CUBE, d=DEPTHS, allow_missing=True),
+    log:
+        log_path("simulate_images", "{dataset}"),
+    benchmark:
+        benchmark_path("simulate_images", "{dataset}")
+    conda:
+        "../../envs/sim.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         survey=config["survey"],
         image=config["image"],
@@ -57,15 +67,5 @@ rule simulate_images:
         noise=config["simulate"]["noise"],
         noise_stage=config["simulate"]["noise_stage"],
         chunk_size=config["simulate"]["chunk_size"],
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    log:
-        log_path("simulate_images", "{dataset}"),
-    benchmark:
-        benchmark_path("simulate_images", "{dataset}")
-    conda:
-        "../../envs/sim.yaml"
     script:
         "../scripts/simulate_images.py"

@@ -12,24 +12,26 @@ rule train_encoder:
         train_truth=TRUTH_CATALOG.format(dataset="train/seed{seed}"),
         val_cube=IMAGE_CUBE.format(dataset="val/seed{seed}", d="{d}"),
         val_truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
-        code=package_sources("encoder", "train", "tiles", "variational", "images", "catalog"),
+        code=package_sources(
+            "encoder", "train", "tiles", "variational", "images", "catalog"
+        ),
     output:
         ckpt=ENCODER_CKPT,
         history=TRAIN_HISTORY,
-    params:
-        encoder=config["encoder"],
-        image=config["image"],
-        train=config["train"],
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
     log:
         log_path("train_encoder", "d{d}", "seed{seed}"),
     benchmark:
         benchmark_path("train_encoder", "d{d}", "seed{seed}")
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        encoder=config["encoder"],
+        image=config["image"],
+        train=config["train"],
     script:
         "../scripts/train_encoder.py"
