@@ -116,6 +116,40 @@ def write_cube(
             writer.add_extension(ext)
 
 
+def _check_cube(path: Path, header: dict, shape: tuple, image_shape, depth: int | None) -> None:
+    """Raise `ImageCubeError` unless `shape` is (N, *image_shape) and the header has D and BKG."""
+    if len(shape) != 3:
+        raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {tuple(shape)}")
+    if image_shape is not None and tuple(shape[1:]) != tuple(image_shape):
+        raise ImageCubeError(
+            f"{path}: images are {tuple(shape[1:])}, expected {tuple(image_shape)}"
+        )
+    for key in ("D", "BKG"):
+        if key not in header:
+            raise ImageCubeError(f"{path}: header lacks the {key!r} card")
+    if depth is not None and int(header["D"]) != depth:
+        raise ImageCubeError(f"{path}: header D={header['D']} but depth {depth} was expected")
+
+
+def read_cube_header(
+    path: str | os.PathLike,
+    *,
+    image_shape: tuple[int, int] | None = (88, 88),
+    depth: int | None = None,
+) -> tuple[dict[str, Any], tuple[int, int, int]]:
+    """(primary header, (N, H, W)) of a cube, validated, without reading any pixel."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageCubeError(f"{path}: image cube not found")
+    try:
+        header = dict(fits.getheader(path, 0))
+    except Exception as err:  # astropy raises many kinds for truncated or foreign files
+        raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
+    shape = tuple(int(header[f"NAXIS{axis}"]) for axis in range(header.get("NAXIS", 0), 0, -1))
+    _check_cube(path, header, shape, image_shape, depth)
+    return header, shape
+
+
 def read_cube(
     path: str | os.PathLike,
     *,
@@ -137,13 +171,7 @@ def read_cube(
         raise
     except Exception as err:  # astropy raises many kinds for truncated or foreign files
         raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
-    if data.ndim != 3:
-        raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {data.shape}")
-    if image_shape is not None and data.shape[1:] != tuple(image_shape):
-        raise ImageCubeError(f"{path}: images are {data.shape[1:]}, expected {tuple(image_shape)}")
-    for key in ("D", "BKG"):
-        if key not in header:
-            raise ImageCubeError(f"{path}: header lacks the {key!r} card")
+    _check_cube(path, header, data.shape, image_shape, None)
     return ImageCube(data=data, header=header)
 
 

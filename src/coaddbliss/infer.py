@@ -21,7 +21,7 @@ from astropy.io import fits
 
 from coaddbliss.catalog import write_catalog
 from coaddbliss.encoder import Encoder, EncoderConfig, fuse_for_inference, normalize
-from coaddbliss.images import ImageCubeError
+from coaddbliss.images import read_cube_header
 from coaddbliss.train import CHECKPOINT_FORMAT, autocast
 from coaddbliss.variational import constrain, logit_normal_moments
 
@@ -129,22 +129,7 @@ def cube_batches(
 
     Only one batch is in memory at a time, whatever N.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageCubeError(f"{path}: image cube not found")
-    try:
-        with fits.open(path, memmap=True) as hdul:
-            header = dict(hdul[0].header)
-            shape = hdul[0].shape
-    except Exception as err:
-        raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
-    if len(shape) != 3:
-        raise ImageCubeError(f"{path}: expected a cube (N, H, W), found shape {shape}")
-    if tuple(shape[1:]) != tuple(image_shape):
-        raise ImageCubeError(f"{path}: images are {tuple(shape[1:])}, expected {image_shape}")
-    for key in ("D", "BKG"):
-        if key not in header:
-            raise ImageCubeError(f"{path}: header lacks the {key!r} card")
+    header, shape = read_cube_header(path, image_shape=image_shape)
 
     def batches() -> Iterator[np.ndarray]:
         with fits.open(path, memmap=True) as hdul:

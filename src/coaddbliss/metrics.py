@@ -25,13 +25,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from astropy.io import fits
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
 
 from coaddbliss import __version__
 from coaddbliss.atomic import atomic_path
-from coaddbliss.images import ImageCubeError
+from coaddbliss.images import read_cube_header
 
 #: `seed` of the pooled rows of the aggregate table (mean over seeds, pooled bootstrap band).
 POOLED_SEED = -1
@@ -389,20 +388,7 @@ def aggregate_runs(runs: pd.DataFrame, band: tuple[float, float] = (0.25, 0.75))
 # -- files ---------------------------------------------------------------------------------------
 def n_images_of_cube(path: str | os.PathLike, depth: int | None = None) -> int:
     """N of an image cube from its header alone (no pixels read); checks D when given."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageCubeError(f"{path}: image cube not found")
-    try:
-        header = fits.getheader(path, 0)
-    except Exception as err:  # astropy raises many kinds for foreign files
-        raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
-    if header.get("NAXIS") != 3:
-        raise ImageCubeError(
-            f"{path}: expected a cube (N, H, W), header NAXIS={header.get('NAXIS')}"
-        )
-    if depth is not None and int(header.get("D", -1)) != depth:
-        raise ImageCubeError(f"{path}: header D={header.get('D')} but depth {depth} was expected")
-    return int(header["NAXIS3"])
+    return read_cube_header(path, image_shape=None, depth=depth)[1][0]
 
 
 def write_table(
