@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coaddbliss.errors import InputError
 from coaddbliss.variational import N_PARAMS, TileParams, constrain
 
 
@@ -34,7 +35,7 @@ class EncoderConfig:
 
     def __post_init__(self):
         if self.tile_size % 2 or self.margin % self.tile_size:
-            raise ValueError("tile_size must be even and margin a multiple of tile_size")
+            raise InputError("tile_size must be even and margin a multiple of tile_size")
 
     @property
     def n_side(self) -> int:

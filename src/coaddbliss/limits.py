@@ -19,18 +19,16 @@ shortcut) gives 0.60 at mag 22.5, d = 1, where SPEC §7 says 0.65; this form giv
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from scipy.stats import norm
 
-from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
+from coaddbliss.errors import InputError
+from coaddbliss.parquet import write_table
 from coaddbliss.psf import PSF
 from coaddbliss.units import mag_to_flux
 
@@ -51,7 +49,6 @@ LIMITS_SCHEMA = pa.schema(
         pa.field("flux_err_limit", pa.float64(), nullable=False),  # Cramér-Rao sd(f̂) / f
     ]
 )
-METADATA_KEY = b"coaddbliss"
 
 
 def psf_pixel_fractions(psf: PSF, half_width: int = _SUM_HALF_WIDTH) -> np.ndarray:
@@ -94,7 +91,7 @@ def false_positives_per_region(threshold: float, n_pixels: int) -> float:
 def mag_grid(mag_min: float, mag_max: float, step: float) -> np.ndarray:
     """Magnitudes mag_min, mag_min + step, ..., mag_max (inclusive, rounded against drift)."""
     if not mag_max > mag_min or step <= 0:
-        raise ValueError(
+        raise InputError(
             f"config keys limits.mag_min ({mag_min}) < limits.mag_max ({mag_max}) and "
             f"limits.mag_step ({step}) > 0 are required"
         )
@@ -137,12 +134,4 @@ def write_limits(
     df: pd.DataFrame, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None
 ) -> None:
     """Write the limits table as Parquet (LIMITS_SCHEMA), provenance in the metadata, atomically."""
-    table = pa.Table.from_pandas(
-        df[LIMITS_SCHEMA.names], schema=LIMITS_SCHEMA, preserve_index=False
-    )
-    provenance = {"version": __version__, "kind": "limits", **(metadata or {})}
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(provenance, default=str)}
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_table(df, path, LIMITS_SCHEMA, {"kind": "limits", **(metadata or {})})

@@ -22,7 +22,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from coaddbliss.metrics import POOLED_SEED  # noqa: E402
+from coaddbliss.aggregate import POOLED_SEED  # noqa: E402
+from coaddbliss.errors import InputError  # noqa: E402
 
 #: A Gaussian's interquartile half-width in units of sigma: Cramér-Rao sigma -> IQR band.
 IQR_HALF_WIDTH = float(norm.ppf(0.75))  # 0.674
@@ -56,7 +57,7 @@ def choose_scene(truth: pd.DataFrame, n_images: int, requested: int = -1) -> int
     """Figure 1's test image: `requested`, or (-1) the image with most stars at mag >= 21.5."""
     if requested >= 0:
         if requested >= n_images:
-            raise ValueError(f"figures.scene = {requested} but the test set has {n_images} images")
+            raise InputError(f"figures.scene = {requested} but the test set has {n_images} images")
         return requested
     faint = truth.loc[truth["mag"] >= FAINT_MAG, "image_id"].to_numpy(np.int64)
     counts = np.bincount(faint, minlength=n_images)
@@ -302,7 +303,7 @@ def ablation_figure(
     """
     pooled = table[table["seed"] == POOLED_SEED].copy()
     if pooled.empty:
-        raise ValueError("ablation table has no pooled rows (seed -1)")
+        raise InputError("ablation table has no pooled rows (seed -1)")
     pooled["mag"] = (pooled["mag_lo"] + pooled["mag_hi"]) / 2
     depths = sorted(int(d) for d in pooled["d"].unique())
     colors = dict(zip(("physical", "white"), sns.color_palette(palette, 4)[2:4], strict=True))

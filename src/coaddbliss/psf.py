@@ -16,6 +16,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import gamma
 
+from coaddbliss.errors import InputError
+
 #: Trapezoid grid in u = ln t for the Gamma-mixture expansion of the power-law wing.
 #: [-12, 3] with step 0.5 (33 terms in all) keeps the expansion within 2e-9 of the peak and
 #: 1e-4 relative everywhere out to r = 130 px, the canvas diagonal (tests/test_psf.py checks it).
@@ -47,7 +49,7 @@ class PSF:
 
     def __init__(self, params: PSFParams):
         if params.beta <= 2:
-            raise ValueError(f"psf beta must exceed 2 for finite flux, got {params.beta}")
+            raise InputError(f"psf beta must exceed 2 for finite flux, got {params.beta}")
         self.params = params
 
     # -- exact profile -------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class PSF:
 
 
 # -- FITS --------------------------------------------------------------------------------------
-class PSFFileError(ValueError):
+class PSFFileError(InputError):
     """psf.fits is missing, unreadable or lacks its parameters; the message names the file."""
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from coaddbliss.errors import InputError
 from coaddbliss.psf import PSF
 from coaddbliss.rng import (
     STREAM_DITHERS,
@@ -44,9 +45,9 @@ class SimSettings:
 
     def __post_init__(self):
         if self.noise not in NOISE_MODELS:
-            raise ValueError(f"noise model must be one of {NOISE_MODELS}, got {self.noise!r}")
+            raise InputError(f"noise model must be one of {NOISE_MODELS}, got {self.noise!r}")
         if self.noise_stage not in NOISE_STAGES:
-            raise ValueError(f"noise stage must be one of {NOISE_STAGES}, got {self.noise_stage!r}")
+            raise InputError(f"noise stage must be one of {NOISE_STAGES}, got {self.noise_stage!r}")
 
     @classmethod
     def from_config(cls, config: dict) -> SimSettings:
@@ -283,7 +284,6 @@ def write_split_cubes(
     """
     from contextlib import ExitStack
 
-    from astropy.io import fits
     from tqdm import tqdm
 
     from coaddbliss.images import CubeWriter
@@ -329,4 +329,4 @@ def write_split_cubes(
             bar.update(len(chunk_dithers))
         for d in depths:
             own = dithers[:, :d] if d > 1 else np.zeros((n_images, 1, 2))
-            writers[d].add_extension(fits.ImageHDU(own, name="DITHERS"))
+            writers[d].add_image("DITHERS", own)
