@@ -1,6 +1,6 @@
-"""The classical baseline: SEP (SExtractor as a library) detection plus PSF photometry (SPEC §7).
+"""The classical baseline: SEP detection plus PSF photometry (docs/method.md §7).
 
-Per image of depth d (counts with the sky B kept in, SPEC §2):
+Per image of depth d (counts with the sky B kept in, docs/method.md §2):
 1. subtract the known sky B;
 2. filter with the pipeline's PSF (the coadd's PSF: blurred by resampling, `coadd_blur`) and
    divide by the filter output's noise sd: a matched-filter SNR map. The filtering is one batched
@@ -19,7 +19,7 @@ Per image of depth d (counts with the sky B kept in, SPEC §2):
    jointly for every detection of the image with the PSF model, so blended neighbours share their
    light; fits with flux below `prune_snr` standard errors (deblender splits) are dropped;
 6. later passes (`passes`) detect on the fit's residual: neighbours hidden in a bright star's light.
-Settings were tuned on a validation draw, never on the test split (README, issue 6 section).
+Settings were tuned on a validation draw, never on the test split (docs/baseline-and-limits.md).
 """
 
 from __future__ import annotations

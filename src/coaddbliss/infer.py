@@ -1,4 +1,4 @@
-"""Turn a trained encoder into a predicted catalog of an image cube (SPEC §5, §8).
+"""Turn a trained encoder into a predicted catalog of an image cube (docs/method.md §5, §8).
 
 A tile is a detection when q(n = 1) > threshold (0.5); its location is the logit-normal median
 sigmoid(mu) (the mode has no closed form), its flux the log-normal median exp(mu). The catalog

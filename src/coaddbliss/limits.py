@@ -1,20 +1,20 @@
-"""Physical limits of detection and photometry for an isolated star (SPEC §7).
+"""Physical limits of detection and photometry for an isolated star (docs/method.md §7).
 
 Model: a star of total flux f at a known position, known PSF P, d independent exposures whose
-pixels are Poisson with mean B + f P_i (P_i: fraction of the flux in pixel i, SPEC §3). A coadd
-is a function of those exposures, so nothing computed from the coadd can beat these numbers.
+pixels are Poisson with mean B + f P_i (P_i: fraction of the flux in pixel i, docs/method.md §3).
+A coadd is a function of those exposures, so nothing computed from the coadd can beat these numbers.
 
 Flux (Cramér-Rao). The Fisher information of one Poisson pixel about f is
 (dλ_i/df)² / λ_i = P_i² / (B + f P_i); exposures are independent, so
 I(f) = d Σ_i P_i² / (B + f P_i) and sd(f̂) ≥ 1 / sqrt(I). The fractional bound is
-σ_f / f = 1 / SNR with SNR² = d f² Σ_i P_i² / (B + f P_i), SPEC §7's matched-filter SNR.
+σ_f / f = 1 / SNR with SNR² = d f² Σ_i P_i² / (B + f P_i), docs/method.md §7's matched-filter SNR.
 
 Detection. "Detected at t σ" means the matched-filter statistic, in units of its NOISE-ONLY
 standard deviation, exceeds t (that is what fixes the false-positive rate). The ideal filter
 weights pixels by P_i / B; normalized by its null sd sqrt(d Σ P² / B) it has, with a star,
 mean  μ = f sqrt(d Σ P² / B)  and  sd  s = sqrt(1 + f Σ P³ / (B Σ P²))  (the star's own Poisson
-noise widens it a little), so recall = Φ((μ - t) / s). Taking N(SNR, 1) instead (the brief's
-shortcut) gives 0.60 at mag 22.5, d = 1, where SPEC §7 says 0.65; this form gives 0.64.
+noise widens it a little), so recall = Φ((μ - t) / s). Taking N(SNR, 1) instead (the usual
+shortcut) gives 0.60 at mag 22.5, d = 1, where docs/method.md §7 says 0.65; this form gives 0.64.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _SUM_HALF_WIDTH = 100
 LIMITS_SCHEMA = pa.schema(
     [
         pa.field("d", pa.int64(), nullable=False),  # coadd depth (1 = single exposure)
-        pa.field("mag", pa.float64(), nullable=False),  # SPEC §2 magnitude
+        pa.field("mag", pa.float64(), nullable=False),  # docs/method.md §2 magnitude
         pa.field("flux", pa.float64(), nullable=False),  # counts
         pa.field("snr", pa.float64(), nullable=False),  # Fisher SNR = f sqrt(I(f))
         pa.field(

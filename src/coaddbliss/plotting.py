@@ -79,7 +79,7 @@ def scene_figure(
     """One test scene at each depth: background-subtracted counts on one shared colour scale.
 
     `images` maps d -> (88, 88) counts with background; `stars` holds the scene's true x, y
-    (SPEC §2 frame: pixel (i, j) spans x in [j, j+1), y in [i, i+1)) and mag.
+    (docs/method.md §2 frame: pixel (i, j) spans x in [j, j+1), y in [i, i+1)) and mag.
     """
     depths = sorted(images)
     lo, hi = crop
@@ -279,7 +279,7 @@ def calibration_figure(
     return fig
 
 
-# -- noise-model ablation (issue 6) ---------------------------------------------------------------
+# -- noise-model ablation (docs/ablation.md) -----------------------------------------------------
 #: Line style of the test data's noise model (colour encodes the training data's).
 TEST_NOISE_STYLE = {"physical": "-", "white": "--"}
 NOISE_LABEL = {

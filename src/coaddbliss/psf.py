@@ -1,4 +1,4 @@
-"""The SDSS "double Gaussian + power law" PSF (SPEC §3) and its multi-Gaussian expansion.
+"""The SDSS "double Gaussian + power law" PSF (docs/method.md §3) and its multi-Gaussian expansion.
 
 The profile is an effective (pixel-convolved) PSF: a star of total flux f centred at s puts
 f * P(|c - s|) counts into the pixel whose centre is c. P is normalized over the unbounded

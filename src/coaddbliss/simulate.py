@@ -1,4 +1,4 @@
-"""Single exposures and coadds of a catalog (SPEC §4).
+"""Single exposures and coadds of a catalog (docs/method.md §4).
 
 Depth d = 1: one undithered exposure, rendered on the (size + 2 pad)² canvas, noised, cropped.
 Depth d > 1: d exposures, each dithered by δ_k ~ U(-0.5, 0.5)², noised in its own frame, aligned
@@ -276,7 +276,7 @@ def write_split_cubes(
     workers: int = 1,
     progress: bool = False,
 ) -> None:
-    """Simulate a split at every depth of `paths` ({d: path}) into FITS cubes (SPEC §8).
+    """Simulate a split at every depth of `paths` ({d: path}) into FITS cubes (docs/method.md §8).
 
     Each primary HDU is the (N, size, size) float32 cube; the 'DITHERS' extension holds each
     image's (d, 2) dithers (δx, δy), pixels (zeros for the undithered d = 1). Written chunk by
