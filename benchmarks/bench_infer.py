@@ -4,20 +4,19 @@ Usage: python benchmarks/bench_infer.py [checkpoint] [--threads 2] [--images 500
 Without a checkpoint a freshly initialized encoder of the default config is timed.
 """
 
+import coaddbliss  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+
+# isort: split
+import argparse
 import os
+import time
 
-# Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when the
-# cores are shared with other jobs, as on a busy workstation or an oversubscribed node.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from coaddbliss.encoder import EncoderConfig, build_encoder  # noqa: E402
-from coaddbliss.infer import LoadedEncoder, load_encoder, predict_batch  # noqa: E402
+from coaddbliss.checkpoint import LoadedEncoder, load_encoder
+from coaddbliss.encoder import EncoderConfig, build_encoder
+from coaddbliss.infer import predict_batch
 
 
 def main() -> None:

@@ -4,21 +4,19 @@ Both train with Adam on the FAVI loss over random 88 x 88 images on the same thr
 run. Usage: python benchmarks/bench_train.py [--threads 2] [--seconds 20]
 """
 
+import coaddbliss  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+
+# isort: split
+import argparse
 import os
+import time
 
-# Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when the
-# cores are shared with other jobs, as on a busy workstation or an oversubscribed node.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
+from original_design import OriginalTileNet, tile_windows
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-from original_design import OriginalTileNet, tile_windows  # noqa: E402
-
-from coaddbliss.encoder import EncoderConfig, build_encoder, crop, n_parameters, normalize  # noqa: E402
-from coaddbliss.tiles import TileTruth  # noqa: E402
-from coaddbliss.variational import constrain, favi_loss  # noqa: E402
+from coaddbliss.encoder import EncoderConfig, build_encoder, crop, n_parameters, normalize
+from coaddbliss.tiles import TileTruth
+from coaddbliss.variational import constrain, favi_loss
 
 
 def fake_batch(n: int, g: torch.Generator):

@@ -1,4 +1,4 @@
-"""A re-implementation of the ORIGINAL encoder design (SPEC §5), for the side-by-side benchmark.
+"""The ORIGINAL encoder design (docs/method.md §5), re-implemented for the side-by-side benchmark.
 
 Each of the 100 tiles gets its own 52 x 52 window (the 4 x 4 tile plus 24 px on every side),
 which goes through a ResNet-ish ConvNet (8/16/32 channels) and two dense layers: ~0.78 M

@@ -1,4 +1,4 @@
-"""Tiny stand-in data for the encoder tests: Gaussian stars on a sky, as SPEC §8 files."""
+"""Tiny stand-in data for the encoder tests: Gaussian stars on a sky, as docs/method.md §8 files."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def make_split(folder: Path, *, n_images: int, depth: int = 1, seed: int = 0,
     """Write `folder/d{depth}.fits` and `folder/truth.parquet`; return their paths."""
     rng = np.random.default_rng(seed)
     rows = []
-    yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, SPEC §2 frame
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, docs/method.md §2 frame
     images = np.empty((n_images, size, size), dtype=np.float32)
     for i in range(n_images):
         n = rng.integers(0, 4)

@@ -15,17 +15,14 @@ from coaddbliss.baseline import (
     SepSettings,
     catalog_chunk,
     catalog_cube,
-    coadd_blur,
     detect,
     detection_probability,
     detection_variance,
-    fit_stars,
     matched_filter_noise_factor,
-    psf_kernel,
-    psf_models,
     snr_maps,
 )
 from coaddbliss.catalog import read_catalog, write_catalog
+from coaddbliss.photometry import coadd_blur, fit_stars, psf_kernel, psf_models
 from coaddbliss.psf import PSF, PSFParams
 from coaddbliss.simulate import SimSettings, align, render, simulate_image
 from coaddbliss.units import from_zero_based, to_zero_based
@@ -98,7 +95,7 @@ def test_pure_noise_gives_almost_no_detections(psf, settings):
 
 
 def test_sep_matched_filter_wants_an_array(psf):
-    """The trap SPEC §7 names: SEP's 'matched' mode is in SNR units only with a noise ARRAY."""
+    """docs/method.md §7's trap: SEP's 'matched' mode is in SNR units only with a noise ARRAY."""
     rng = np.random.default_rng(4)
     kernel = psf.stamp(9).astype(np.float32)
     fractions = []
@@ -150,7 +147,7 @@ def test_noise_factor_matches_simulated_coadd_noise(psf):
         dithers = rng.uniform(-0.5, 0.5, size=(d, 2))
         frames = rng.normal(0.0, math.sqrt(B), size=(d, 90, 90))
         coadds[i] = align(frames, dithers, 1).mean(0)
-    assert coadds.var() == pytest.approx(4 / 9 * B / d, rel=0.05)  # per pixel: SPEC §4.6
+    assert coadds.var() == pytest.approx(4 / 9 * B / d, rel=0.05)  # per pixel: docs/method.md §4.6
     maps = snr_maps(coadds, kernel, detection_variance(B, d, c))[:, 8:-8, 8:-8]
     assert maps.std() == pytest.approx(1.0, abs=0.03)
 
@@ -294,10 +291,8 @@ def test_script_rejects_a_cube_of_the_wrong_depth(tmp_path, psf, config):
     )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    import logging
-
     with pytest.raises(ValueError, match=r"d5\.fits.*D = 1"):
         script.main(cube_path=str(cube), psf_path=str(psf_path), baseline=config["baseline"],
-                    background=B, depth=5, out=str(tmp_path / "out.parquet"), workers=1,
-                    log=logging.getLogger("test"))  # fmt: skip
+                    background=B, depth=5, out=str(tmp_path / "out.parquet"),
+                    workers=1)  # fmt: skip
     assert not (tmp_path / "out.parquet").exists()

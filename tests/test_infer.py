@@ -8,10 +8,11 @@ import torch
 from encoder_data import make_split
 
 from coaddbliss.catalog import read_catalog, read_metadata
+from coaddbliss.checkpoint import CheckpointError, load_encoder, save_checkpoint
 from coaddbliss.encoder import EncoderConfig, build_encoder
 from coaddbliss.images import ImageCubeError, write_cube
-from coaddbliss.infer import CheckpointError, InferConfig, infer_catalog, load_encoder
-from coaddbliss.train import TrainConfig, save_checkpoint
+from coaddbliss.infer import InferConfig, infer_catalog
+from coaddbliss.train import TrainConfig
 
 SMALL = EncoderConfig(stem_channels=8, width=16, n_blocks=1)
 CPU = torch.device("cpu")
@@ -26,8 +27,9 @@ def constant_checkpoint(path, *, n_logit, loc_mu, loc_raw_sd, log_flux, depth=5,
         last.bias.copy_(torch.tensor([n_logit, loc_mu[0], loc_mu[1], loc_raw_sd, loc_raw_sd,
                                       log_flux - enc.flux_offset, 0.0]))  # fmt: skip
     save_checkpoint(path, state_dict=model.state_dict(), encoder_config=enc,
-                    train_config=TrainConfig(), data={"depth": depth, "background": 865.0},
-                    seed=0, epoch=1, val_loss=0.0)  # fmt: skip
+                    train_config=TrainConfig().as_dict(),
+                    data={"depth": depth, "background": 865.0}, seed=0, epoch=1,
+                    val_loss=0.0)  # fmt: skip
     return path
 
 
@@ -71,7 +73,7 @@ def test_off_tiles_give_an_empty_catalog(tmp_path, cube):
 def test_batches_do_not_change_the_catalog(tmp_path, cube):
     model = build_encoder(SMALL, 5)
     save_checkpoint(tmp_path / "c.pt", state_dict=model.state_dict(), encoder_config=SMALL,
-                    train_config=TrainConfig(), data={"depth": 5, "background": 865.0},
+                    train_config=TrainConfig().as_dict(), data={"depth": 5, "background": 865.0},
                     seed=0, epoch=1, val_loss=0.0)  # fmt: skip
     a = infer(tmp_path / "c.pt", cube, tmp_path / "a.parquet", batch_size=3)
     b = infer(tmp_path / "c.pt", cube, tmp_path / "b.parquet", batch_size=100)

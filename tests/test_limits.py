@@ -1,4 +1,4 @@
-"""Physical limits: SPEC §7's table, the analytic special cases, and the Parquet contract."""
+"""Physical limits: the table of docs/method.md §7, analytic special cases, the Parquet contract."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from coaddbliss.psf import PSF, PSFParams
 
 B = 865.0
 
-# SPEC §7: mag -> (SNR d=1, SNR d=25, recall d=1, recall d=25, flux err d=1, flux err d=25)
-SPEC_TABLE = {
+# docs/method.md §7: mag -> (SNR d=1, SNR d=25, recall d=1, recall d=25, flux err d=1, d=25)
+REFERENCE_TABLE = {
     20.0: (45, 227, 1.00, 1.00, 0.022, 0.0044),
     22.0: (8.3, 41, 1.00, 1.00, 0.12, 0.024),
     22.5: (5.3, 26, 0.65, 1.00, 0.19, 0.038),
@@ -44,14 +44,14 @@ def psf() -> PSF:
 
 @pytest.fixture(scope="module")
 def table(psf):
-    mags = np.array(sorted(SPEC_TABLE))
+    mags = np.array(sorted(REFERENCE_TABLE))
     df = physical_limits(psf, depths=[1, 25], mags=mags, background=B, threshold=5.0)
     return df.set_index(["d", "mag"])
 
 
-@pytest.mark.parametrize("mag", sorted(SPEC_TABLE))
+@pytest.mark.parametrize("mag", sorted(REFERENCE_TABLE))
 def test_reproduces_spec_table(table, mag):
-    snr1, snr25, rec1, rec25, err1, err25 = SPEC_TABLE[mag]
+    snr1, snr25, rec1, rec25, err1, err25 = REFERENCE_TABLE[mag]
     for d, snr, rec, err in [(1, snr1, rec1, err1), (25, snr25, rec25, err25)]:
         row = table.loc[(d, mag)]
         assert row["snr"] == pytest.approx(snr, rel=0.02)
@@ -64,7 +64,7 @@ def test_background_limited_star_is_analytic(psf):
     """A faint star (f P << B): SNR -> f sqrt(d Σ P² / B), sd of the statistic -> 1."""
     pixels = psf_pixel_fractions(psf)
     s2 = psf.sum_squared()
-    assert s2 == pytest.approx(0.0256, rel=0.01)  # SPEC §3: noise-equivalent area ~39 px
+    assert s2 == pytest.approx(0.0256, rel=0.01)  # docs/method.md §3: noise-equivalent area ~39 px
     f = 1.0  # one count: source noise negligible
     for d in (1, 4, 25):
         assert fisher_snr(f, d, B, pixels)[0] == pytest.approx(math.sqrt(d * s2 / B), rel=1e-3)
@@ -101,7 +101,7 @@ def test_recall_at_threshold_is_one_half_for_a_faint_star(psf):
 
 
 def test_false_positive_rate_matches_spec():
-    """SPEC §7: ~4e-4 noise peaks above 5 sigma per 40 x 40 region."""
+    """docs/method.md §7: ~4e-4 noise peaks above 5 sigma per 40 x 40 region."""
     assert false_positives_per_region(5.0, 40 * 40) == pytest.approx(4.6e-4, rel=0.02)
 
 
@@ -135,7 +135,6 @@ def test_mag_grid_rejects_a_bad_range():
 def test_rule_script_writes_the_table(tmp_path):
     """workflow/scripts/physical_limits.py with the shipped config: one row per (d, mag)."""
     import importlib.util
-    import logging
 
     import pyarrow.parquet as pq
     import yaml
@@ -155,7 +154,6 @@ def test_rule_script_writes_the_table(tmp_path):
         limits=config["limits"],
         threshold=config["baseline"]["threshold"],
         out=str(out),
-        log=logging.getLogger("test"),
     )
     table = pq.read_table(out).to_pandas()
     n_mags = len(mag_grid(**{k: config["limits"][k] for k in ("mag_min", "mag_max")},

@@ -1,4 +1,4 @@
-"""The variational family and the FAVI loss against hand-computed values (SPEC §5)."""
+"""The variational family and the FAVI loss against hand-computed values (docs/method.md §5)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Metrics on hand-built catalogs whose answers are known by hand (SPEC §6)."""
+"""Metrics on hand-built catalogs whose answers are known by hand (docs/method.md §6)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 
 from coaddbliss import metrics
-from coaddbliss.images import ImageCubeError, write_cube
+from coaddbliss.aggregate import METRICS_SCHEMA, aggregate_runs
+from coaddbliss.images import ImageCubeError, n_images, write_cube
+from coaddbliss.matching import match_catalogs
+from coaddbliss.parquet import write_table
+from coaddbliss.report import results_table
 from coaddbliss.units import flux_to_mag, mag_to_flux
 
 CFG = metrics.EvaluateConfig(bootstrap_replicates=50, bootstrap_seed=1)
@@ -61,7 +65,7 @@ def test_bins_are_fifteen_of_width_point_two():
 def test_match_radius_is_a_strict_max_norm(dx, dy, matched):
     truth = truth_df([(0, 40.0, 40.0, 21.0)])
     pred = pred_df([(0, 40.0 + dx, 40.0 + dy, 1000.0)])
-    m = metrics.match_catalogs(truth, pred, n_images=1)
+    m = match_catalogs(truth, pred, n_images=1)
     assert m.true_matched.tolist() == [matched]
     assert m.pred_matched.tolist() == [matched]
 
@@ -69,7 +73,7 @@ def test_match_radius_is_a_strict_max_norm(dx, dy, matched):
 def test_two_detections_compete_for_one_star_the_closer_wins():
     truth = truth_df([(0, 40.0, 40.0, 21.1)])
     pred = pred_df([(0, 40.5, 40.0, 2000.0), (0, 40.2, 40.0, 2000.0)])
-    m = metrics.match_catalogs(truth, pred, n_images=1)
+    m = match_catalogs(truth, pred, n_images=1)
     assert m.pred_matched.tolist() == [False, True]
     table = metrics.score_run(truth, pred, 1, CFG)
     b = round(float(metrics.bin_index(flux_to_mag(2000.0), CFG.edges)) * 0.2 + 20, 6)
@@ -82,7 +86,7 @@ def test_hungarian_beats_greedy_nearest_neighbour():
     # other pair (1.5 px apart); the optimal one-to-one assignment matches both.
     truth = truth_df([(0, 40.0, 40.0, 21.0), (0, 40.95, 40.0, 21.0)])
     pred = pred_df([(0, 40.5, 40.0, 1000.0), (0, 41.5, 40.0, 1000.0)])
-    m = metrics.match_catalogs(truth, pred, n_images=1)
+    m = match_catalogs(truth, pred, n_images=1)
     assert m.true_matched.all() and m.pred_matched.all()
     pairs = dict(zip(m.true_index.tolist(), m.pred_index.tolist(), strict=True))
     assert pairs == {0: 0, 1: 1}
@@ -91,7 +95,7 @@ def test_hungarian_beats_greedy_nearest_neighbour():
 def test_matching_never_crosses_images():
     truth = truth_df([(0, 40.0, 40.0, 21.0)])
     pred = pred_df([(1, 40.0, 40.0, 1000.0)])
-    m = metrics.match_catalogs(truth, pred, n_images=2)
+    m = match_catalogs(truth, pred, n_images=2)
     assert not m.true_matched.any() and not m.pred_matched.any()
 
 
@@ -215,7 +219,7 @@ def test_aggregate_means_seeds_and_pools_replicates():
         rows.append(("encoder", 5, seed, "coverage_log_flux", np.nan, np.nan, 0.9, -1, value))
         rows.append(("encoder", 5, seed, "coverage_log_flux", np.nan, np.nan, 0.9, 0, value))
     runs = pd.DataFrame(rows, columns=metrics.RUN_SCHEMA.names)
-    table = metrics.aggregate_runs(runs, band=(0.0, 1.0))
+    table = aggregate_runs(runs, band=(0.0, 1.0))
     pooled = table[(table["seed"] == -1) & (table["statistic"] == "recall")].iloc[0]
     assert pooled["value"] == pytest.approx(0.5)
     assert (pooled["lower"], pooled["upper"]) == (0.3, 0.9)
@@ -229,20 +233,20 @@ def test_aggregate_means_seeds_and_pools_replicates():
 def test_tables_round_trip_through_parquet(tmp_path):
     truth, pred = random_catalogs(10, seed=2)
     run = metrics.score_run(truth, pred, 10, CFG).assign(method="encoder", d=1, seed=0)
-    metrics.write_table(run, tmp_path / "run.parquet", metrics.RUN_SCHEMA)
-    table = metrics.aggregate_runs(metrics.read_table(tmp_path / "run.parquet", metrics.RUN_SCHEMA))
-    metrics.write_table(table, tmp_path / "m.parquet", metrics.METRICS_SCHEMA, {"config": {}})
+    write_table(run, tmp_path / "run.parquet", metrics.RUN_SCHEMA)
+    table = aggregate_runs(metrics.read_metrics_table(tmp_path / "run.parquet", metrics.RUN_SCHEMA))
+    write_table(table, tmp_path / "m.parquet", METRICS_SCHEMA, {"config": {}})
     back = pd.read_parquet(tmp_path / "m.parquet")
-    assert list(back.columns) == metrics.METRICS_SCHEMA.names
+    assert list(back.columns) == METRICS_SCHEMA.names
     assert len(back) == len(table) > 0
-    text = metrics.results_table(back)
+    text = results_table(back)
     assert "| 1 | 1 |" in text and "22.8-23.0" in text
 
 
 def test_read_table_names_the_file(tmp_path):
     pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(metrics.MetricsError, match="bad.parquet.*lacks columns"):
-        metrics.read_table(tmp_path / "bad.parquet")
+        metrics.read_metrics_table(tmp_path / "bad.parquet", METRICS_SCHEMA)
 
 
 def test_cube_size_from_header_and_depth_check(tmp_path):
@@ -254,11 +258,11 @@ def test_cube_size_from_header_and_depth_check(tmp_path):
         image_shape=(88, 88),
         cards={"D": 5, "BKG": 865.0},
     )
-    assert metrics.n_images_of_cube(path, depth=5) == 3
+    assert n_images(path, depth=5) == 3
     with pytest.raises(ImageCubeError, match="d5.fits.*D=5"):
-        metrics.n_images_of_cube(path, depth=10)
+        n_images(path, depth=10)
     with pytest.raises(ImageCubeError, match="not found"):
-        metrics.n_images_of_cube(tmp_path / "missing.fits")
+        n_images(tmp_path / "missing.fits")
 
 
 @pytest.mark.slow

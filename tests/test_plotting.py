@@ -7,7 +7,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 from coaddbliss import plotting
-from coaddbliss.metrics import METRICS_SCHEMA, POOLED_SEED
+from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
 
 EDGES = np.round(np.arange(20.0, 23.0001, 0.2), 1)
 CENTRES = (EDGES[:-1] + EDGES[1:]) / 2
@@ -113,7 +113,7 @@ def test_scene_figure_shares_one_colour_scale_and_marks_true_positions():
     assert len(norms) == 1  # the same colour scale everywhere
     for ax in panels:
         np.testing.assert_allclose(ax.collections[0].get_offsets(), stars[["x", "y"]].to_numpy())
-        # extent puts pixel (row i, col j) over x in [j, j+1), y in [i, i+1) (SPEC §2)
+        # extent puts pixel (row i, col j) over x in [j, j+1), y in [i, i+1) (docs/method.md §2)
         assert ax.images[0].get_extent() == [16, 72, 72, 16]
     # the image shown is background-subtracted: the bright pixel is at (row 40, col 30)
     data = panels[2].images[0].get_array()

@@ -1,4 +1,4 @@
-"""The catalog prior against SPEC §4 with fixed seeds: counts, centres, fluxes, magnitudes."""
+"""The catalog prior against docs/method.md §4, fixed seeds: counts, centres, fluxes, magnitudes."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The PSF against SPEC §3: FWHM, Σ P², normalization over the plane, wings, psf.fits."""
+"""The PSF against docs/method.md §3: FWHM, Σ P², normalization over the plane, wings, psf.fits."""
 
 import numpy as np
 import pytest
@@ -41,7 +41,7 @@ def test_normalized_over_the_unbounded_plane(psf):
 
 @pytest.mark.parametrize("side, fraction", [(25, 0.979), (41, 0.988), (89, 0.995)])
 def test_truncated_stamps_lose_the_wings(psf, side, fraction):
-    """SPEC §3: a 25 x 25 stamp holds 97.9 % of the flux, 41 x 41 98.8 %, 89 x 89 99.5 %."""
+    """docs/method.md §3: 25 x 25 stamp holds 97.9 % of the flux, 41 x 41 98.8 %, 89 x 89 99.5 %"""
     assert psf.stamp(side).sum() == pytest.approx(fraction, abs=0.0006)
 
 

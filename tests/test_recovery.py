@@ -1,9 +1,13 @@
-"""The bright-star recovery measure behind 'it learns' (one-to-one matching within 1 px)."""
+"""The bright-star recovery measure behind 'it learns' (one-to-one matching within 1 px).
+
+The matcher itself is `matching.match_catalogs`, the one the metrics use; without image count.
+"""
 
 import pandas as pd
 import pytest
 
-from coaddbliss.recovery import bright_recovery, match_stars
+from coaddbliss.matching import match_catalogs
+from coaddbliss.recovery import bright_recovery
 
 
 def cat(rows, mags=None):
@@ -17,14 +21,14 @@ def test_one_to_one_and_per_image():
     # one detection between the two close stars of image 0 can match only one of them;
     # the image-1 detection is 1.2 px away in x (rejected); the image-2 one sits on image 3
     pred = cat([(0, 30.3, 30.0), (1, 41.2, 40.0), (3, 50.0, 50.0)])
-    assert match_stars(truth, pred).tolist() == [False, True, False, False]
+    assert match_catalogs(truth, pred).true_matched.tolist() == [False, True, False, False]
 
 
 def test_hungarian_beats_greedy():
     # greedy nearest would give star A the detection at 30.4 and leave B unmatched
     truth = cat([(0, 30.0, 30.0), (0, 30.9, 30.0)])
     pred = cat([(0, 30.45, 30.0), (0, 29.3, 30.0)])
-    assert match_stars(truth, pred).tolist() == [True, True]
+    assert match_catalogs(truth, pred).true_matched.tolist() == [True, True]
 
 
 def test_bright_recovery_counts_only_bright_truth():

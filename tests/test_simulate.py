@@ -1,4 +1,4 @@
-"""The simulator against physics (SPEC §4): flux, centroids, noise variance and correlation."""
+"""Simulator physics (docs/method.md §4): flux, centroids, noise variance and correlation."""
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ def test_rendering_conserves_flux_over_the_frame(psf, x, y):
     inside = direct_image(psf, x, y, 1.0).sum()  # the profile's fraction inside the frame
     assert image.sum() == pytest.approx(flux * inside, rel=1e-4)
     assert np.abs(image - direct_image(psf, x, y, flux)).max() < 1e-6 * flux
-    # SPEC §3: 99.54 % of a centred star's light is inside the frame, 99.34 % at a corner
+    # docs/method.md §3: 99.54 % of a centred star's light is inside the frame, 99.34 % at a corner
     if (x, y) == (44.0, 44.0):
         assert inside == pytest.approx(0.9954, abs=2e-4)
     if (x, y) == (24.0, 24.0):

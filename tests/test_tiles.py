@@ -1,4 +1,4 @@
-"""Truth-to-tile assignment and the dihedral augmentation (SPEC §5)."""
+"""Truth-to-tile assignment and the dihedral augmentation (docs/method.md §5)."""
 
 import numpy as np
 import pandas as pd

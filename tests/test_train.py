@@ -14,8 +14,9 @@ import pytest
 import torch
 from encoder_data import make_split
 
+from coaddbliss.device import choose_device
 from coaddbliss.encoder import EncoderConfig
-from coaddbliss.train import RESUME_NAME, TrainConfig, choose_device, train_encoder
+from coaddbliss.train import RESUME_NAME, TrainConfig, train_encoder
 
 SMALL = EncoderConfig(stem_channels=8, width=16, n_blocks=1)
 FAST = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, eval_batch_size=16)
@@ -94,10 +95,11 @@ def test_foreign_resume_state_is_ignored(data, tmp_path, caplog):
 
 
 RUNNER = """
-import json, sys, torch
-from coaddbliss.encoder import EncoderConfig
-from coaddbliss.logs import log_to_file
+import json, sys
+from coaddbliss.encoder import EncoderConfig  # first: coaddbliss sets OMP_WAIT_POLICY for torch
+from coaddbliss.scripting import log_to_file
 from coaddbliss.train import TrainConfig, train_encoder
+import torch
 args = json.loads(sys.argv[1])
 log_to_file(args.pop("log"))
 train_encoder(**args["data"], checkpoint=args["ckpt"], history=args["history"],
@@ -111,7 +113,7 @@ def test_killed_training_resumes_where_it_stopped(data, tmp_path):
     out = tmp_path / "model"
     args = {"data": data, "ckpt": str(out / "encoder.pt"), "history": str(out / "history.tsv"),
             "enc": SMALL.as_dict(), "cfg": cfg.as_dict()}  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
     def start(log):
         return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps({**args, "log": log})],

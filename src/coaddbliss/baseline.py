@@ -1,6 +1,6 @@
-"""The classical baseline: SEP (SExtractor as a library) detection plus PSF photometry (SPEC §7).
+"""The classical baseline: SEP detection plus PSF photometry (docs/method.md §7).
 
-Per image of depth d (counts with the sky B kept in, SPEC §2):
+Per image of depth d (counts with the sky B kept in, docs/method.md §2):
 1. subtract the known sky B;
 2. filter with the pipeline's PSF (the coadd's PSF: blurred by resampling, `coadd_blur`) and
    divide by the filter output's noise sd: a matched-filter SNR map. The filtering is one batched
@@ -19,7 +19,7 @@ Per image of depth d (counts with the sky B kept in, SPEC §2):
    jointly for every detection of the image with the PSF model, so blended neighbours share their
    light; fits with flux below `prune_snr` standard errors (deblender splits) are dropped;
 6. later passes (`passes`) detect on the fit's residual: neighbours hidden in a bright star's light.
-Settings were tuned on a validation draw, never on the test split (README, issue 6 section).
+Settings were tuned on a validation draw, never on the test split (docs/baseline-and-limits.md).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import sep
 from scipy.signal import fftconvolve
 from threadpoolctl import threadpool_limits
 
+from coaddbliss.errors import InputError
+from coaddbliss.photometry import coadd_blur, fit_stars, psf_kernel, psf_models
 from coaddbliss.psf import PSF
 from coaddbliss.units import from_zero_based
 
@@ -56,9 +58,9 @@ class SepSettings:
 
     def __post_init__(self):
         if self.kernel_size % 2 != 1 or self.kernel_size < 3:
-            raise ValueError(f"baseline.kernel_size must be odd and >= 3, got {self.kernel_size}")
+            raise InputError(f"baseline.kernel_size must be odd and >= 3, got {self.kernel_size}")
         if self.passes < 1 or self.fit_iterations < 0:
-            raise ValueError("baseline.passes must be >= 1 and baseline.fit_iterations >= 0")
+            raise InputError("baseline.passes must be >= 1 and baseline.fit_iterations >= 0")
 
     @classmethod
     def from_config(cls, baseline_config: dict) -> SepSettings:
@@ -83,7 +85,7 @@ def matched_filter_noise_factor(kernel: np.ndarray, depth: int, noise_stage: str
     alignment, the original code's shortcut) have no correlations: c = 1 for both.
     """
     if noise_stage not in NOISE_STAGES:
-        raise ValueError(f"unknown noise stage {noise_stage!r}; expected one of {NOISE_STAGES}")
+        raise InputError(f"unknown noise stage {noise_stage!r}; expected one of {NOISE_STAGES}")
     if depth == 1 or noise_stage == "after_alignment":
         return 1.0
     k = np.asarray(kernel, dtype=np.float64)
@@ -142,137 +144,7 @@ def detect(snr_map: np.ndarray, settings: SepSettings) -> np.ndarray:
     )
 
 
-# -- PSF photometry -----------------------------------------------------------------------------
-def coadd_blur(dithers: np.ndarray | None, depth: int) -> tuple[float, float]:
-    """Extra PSF variance (x, y), px², that bilinear alignment adds to a coadd's stars.
-
-    Aligning an exposure with fractional shift t blends the star at offsets t and t - 1 with
-    weights (1 - t, t): the centroid stays, the variance grows by t (1 - t) per axis. The coadd
-    averages its exposures, so the blur is the mean of t_k (1 - t_k); 1/6 on average over
-    t ~ U(0, 1) (the tent kernel's variance) when the image's dithers are unknown.
-    """
-    if depth == 1:
-        return 0.0, 0.0
-    if dithers is None:
-        return 1 / 6, 1 / 6
-    dithers = np.asarray(dithers, dtype=np.float64)[:depth]  # nested: depth d uses the first d
-    t = dithers - np.floor(dithers)  # (d, 2) fractional shifts
-    var = (t * (1 - t)).mean(axis=0)
-    return float(var[0]), float(var[1])
-
-
-def psf_models(
-    psf: PSF,
-    x: np.ndarray,
-    y: np.ndarray,
-    shape: tuple[int, int],
-    blur: tuple[float, float] = (0.0, 0.0),
-    *,
-    derivatives: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Unit-flux star images and their d/dx, d/dy: three (S, H, W) float64 arrays.
-
-    x, y: (S,) centres in this project's frame (pixel centres at half-integers). Uses the PSF's
-    separable multi-Gaussian expansion (psf.mge, exact to 1e-4 out to the canvas diagonal), so
-    each star costs K (H + W) exponentials and a (H, K) @ (K, W) product. `blur` (px², per axis)
-    is added to every component's variance: the coadd's resampling blur, convolved exactly.
-    """
-    amps, sigmas = psf.mge  # (K,), (K,)
-    h, w = shape
-    var_x, var_y = sigmas**2 + blur[0], sigmas**2 + blur[1]  # (K,) px²
-    # a Gaussian convolved with a Gaussian keeps its flux: the peak drops by σ² / sqrt(vx vy)
-    scale = amps * sigmas**2 / np.sqrt(var_x * var_y)  # (K,)
-    dx = (np.arange(w) + 0.5)[None, None, :] - np.asarray(x, dtype=np.float64)[:, None, None]
-    dy = (np.arange(h) + 0.5)[None, None, :] - np.asarray(y, dtype=np.float64)[:, None, None]
-    gx = np.exp(-(dx**2) / (2 * var_x[None, :, None]))  # (S, K, W)
-    gy = np.exp(-(dy**2) / (2 * var_y[None, :, None])) * scale[None, :, None]  # (S, K, H)
-    gy_t = np.ascontiguousarray(gy.transpose(0, 2, 1))  # (S, H, K)
-    value = gy_t @ gx  # (S, H, W)
-    if not derivatives:
-        return value, None, None
-    # d/ds_x exp(-(c_x - s_x)² / 2v) = exp(...) (c_x - s_x) / v, and the same along y
-    ddx = gy_t @ (gx * (dx / var_x[None, :, None]))
-    ddy = np.ascontiguousarray((gy * (dy / var_y[None, :, None])).transpose(0, 2, 1)) @ gx
-    return value, ddx, ddy
-
-
-def psf_kernel(psf: PSF, size: int, blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """(size, size) stamp of the (blurred) PSF centred on the central pixel: the matched filter."""
-    centre = np.array([size / 2])
-    return psf_models(psf, centre, centre, (size, size), blur, derivatives=False)[0][0]
-
-
-def fit_stars(
-    psf: PSF,
-    image: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    noise_var: float,
-    *,
-    iterations: int,
-    blur: tuple[float, float] = (0.0, 0.0),
-    source_term: float = 0.0,
-    max_step: float = 1.0,
-    margin: int = 15,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Joint least-squares PSF fit of S stars to a sky-subtracted image.
-
-    Starts at (x, y) (project frame), solves for fluxes, then takes `iterations` Gauss-Newton
-    steps in (x, y, flux) (each position step clipped to `max_step` px). Pixels are weighted
-    equally: the sky dominates the noise of the faint stars that matter, and equal weights keep
-    the fit linear in the fluxes. Returns x, y, flux (counts) and the (S, 3) standard errors of
-    (x, y, flux) from the least-squares covariance with white noise of variance `noise_var`
-    plus, per star, its own Poisson noise `source_term` x flux (`source_term` = Σ P³ / Σ P² / d:
-    the star's variance weighted as the fit weights it).
-    """
-    x, y = x.astype(np.float64).copy(), y.astype(np.float64).copy()
-    # Fit on the box around the stars plus `margin` px: pixels farther out carry ~no information
-    # (P² at 15 px is 1e-5 of the peak's) and the model is exact wherever it is evaluated.
-    h, w = image.shape
-    r0 = max(int(y.min()) - margin, 0)
-    r1 = min(int(y.max()) + margin + 1, h)
-    c0 = max(int(x.min()) - margin, 0)
-    c1 = min(int(x.max()) + margin + 1, w)
-    data = np.asarray(image[r0:r1, c0:c1], dtype=np.float64).ravel()
-    x -= c0  # crop coordinates
-    y -= r0
-    n = len(x)
-    flux = np.zeros(n)
-    cov = np.full((3 * n, 3 * n), np.nan)
-    a_flux = np.zeros((data.size, n))
-    for it in range(iterations + 1):
-        value, ddx, ddy = psf_models(psf, x, y, (r1 - r0, c1 - c0), blur)
-        a_flux = value.reshape(n, -1).T  # (H W, S)
-        if it == 0:
-            flux = np.linalg.lstsq(a_flux, data, rcond=None)[0]
-        if iterations == 0:
-            break
-        # Jacobian of the model Σ_s f_s P_s in (x_s, y_s, f_s): (H W, 3 S)
-        jac = np.concatenate(
-            [
-                (ddx.reshape(n, -1) * flux[:, None]).T,
-                (ddy.reshape(n, -1) * flux[:, None]).T,
-                a_flux,
-            ],
-            axis=1,
-        )
-        cov = np.linalg.pinv(jac.T @ jac)
-        if it == iterations:
-            break
-        step = cov @ (jac.T @ (data - a_flux @ flux))
-        x += np.clip(step[:n], -max_step, max_step)
-        y += np.clip(step[n : 2 * n], -max_step, max_step)
-        flux = flux + step[2 * n :]
-    star_var = noise_var + source_term * np.clip(flux, 0, None)  # (S,) counts² per pixel
-    if iterations == 0:  # flux-only fit: positions keep SEP's values, no position errors
-        sd_flux = np.sqrt(np.diag(np.linalg.pinv(a_flux.T @ a_flux)) * star_var)
-        errors = np.column_stack([np.full(n, np.nan), np.full(n, np.nan), sd_flux])
-    else:
-        diag = np.clip(np.diag(cov), 0, None).reshape(3, n)  # rows: x, y, flux
-        errors = np.sqrt(diag * star_var[None, :]).T
-    return x + c0, y + r0, flux, errors
-
-
+# -- detection probability ------------------------------------------------------------------
 def detection_probability(snr: np.ndarray, threshold: float) -> np.ndarray:
     """prob = 1 / (1 + exp(-(SNR² - t²) / 2)): posterior odds of a star at the peak.
 

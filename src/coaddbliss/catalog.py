@@ -1,24 +1,21 @@
-"""Star catalogs as Parquet: one explicit schema per table, validated on read (SPEC §8).
+"""Star catalogs as Parquet: one explicit schema per table, validated on read (docs/method.md §8).
 
 A catalog is a pandas DataFrame with one row per star. `image_id` is the row of the image cube
 the star belongs to; images with no star have no rows. Coordinates are pixels in the frame of
-SPEC §2 (pixel centres at half-integers), fluxes are counts.
+docs/method.md §2 (pixel centres at half-integers), fluxes are counts.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
+from coaddbliss.errors import InputError
+from coaddbliss.parquet import read_provenance, read_table, write_table
 from coaddbliss.units import flux_to_mag
 
 #: The truth catalog of a split: what the simulator drew.
@@ -28,7 +25,7 @@ TRUTH_SCHEMA = pa.schema(
         pa.field("x", pa.float64(), nullable=False),  # column coordinate, pixels
         pa.field("y", pa.float64(), nullable=False),  # row coordinate, pixels
         pa.field("flux", pa.float64(), nullable=False),  # total flux, counts
-        pa.field("mag", pa.float64(), nullable=False),  # SPEC §2 magnitude
+        pa.field("mag", pa.float64(), nullable=False),  # magnitude (docs/method.md §2)
     ]
 )
 
@@ -48,10 +45,9 @@ PREDICTED_SCHEMA = pa.schema(
 SCHEMAS = {"truth": TRUTH_SCHEMA, "predicted": PREDICTED_SCHEMA}
 #: Columns that may hold NaN (a baseline cannot always fill the posterior scales).
 NULLABLE_COLUMNS = {"x_sd", "y_sd", "log_flux_sd"}
-METADATA_KEY = b"coaddbliss"
 
 
-class CatalogError(ValueError):
+class CatalogError(InputError):
     """A catalog file is missing, unreadable or breaks its schema; the message names the file."""
 
 
@@ -77,22 +73,12 @@ def write_catalog(
     missing = [name for name in schema.names if name not in df.columns]
     if missing:
         raise CatalogError(f"{path}: cannot write a {kind} catalog without columns {missing}")
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    provenance = {"version": __version__, "kind": kind, **(metadata or {})}
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(provenance, default=str)}
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_table(df, path, schema, {"kind": kind, **(metadata or {})})
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The provenance dictionary stored by `write_catalog`."""
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowException) as err:
-        raise CatalogError(f"{path}: not a readable Parquet catalog ({err})") from err
-    return json.loads(meta.get(METADATA_KEY, b"{}"))
+    return read_provenance(path, error=CatalogError)
 
 
 def read_catalog(
@@ -104,17 +90,8 @@ def read_catalog(
     numeric; no NaN outside the posterior-scale columns; `image_id` in [0, n_images) when
     `n_images` (the cube's N) is given.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CatalogError(f"{path}: catalog file not found")
-    try:
-        df = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowException) as err:
-        raise CatalogError(f"{path}: not a readable Parquet catalog ({err})") from err
     schema = SCHEMAS[kind]
-    missing = [name for name in schema.names if name not in df.columns]
-    if missing:
-        raise CatalogError(f"{path}: {kind} catalog lacks columns {missing}")
+    df = read_table(path, schema, what=f"{kind} catalog", error=CatalogError)
     for name in schema.names:
         if not pd.api.types.is_numeric_dtype(df[name]):
             raise CatalogError(f"{path}: column {name!r} is {df[name].dtype}, not numeric")

@@ -1,10 +1,10 @@
 """A fully convolutional encoder: one forward pass gives q's parameters for all K x K tiles.
 
-The original design (SPEC §5) ran a ResNet-ish ConvNet (8/16/32 channels, two dense layers,
-~0.78 M parameters) on a 52 x 52 padded window around each of the 100 tiles: 100 forward passes
-per image, most of them recomputing the same pixels. Here the image is cropped to the source
-square plus a margin, convolved once, and read out at one output pixel per 4 x 4 tile, so
-overlapping windows share their work.
+The original design (docs/method.md §5) ran a ResNet-ish ConvNet (8/16/32 channels, two dense
+layers, ~0.78 M parameters) on a 52 x 52 padded window around each of the 100 tiles: 100
+forward passes per image, most of them recomputing the same pixels. Here the image is cropped to
+the source square plus a margin, convolved once, and read out at one output pixel per 4 x 4 tile,
+so overlapping windows share their work.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coaddbliss.errors import InputError
 from coaddbliss.variational import N_PARAMS, TileParams, constrain
 
 
@@ -34,7 +35,7 @@ class EncoderConfig:
 
     def __post_init__(self):
         if self.tile_size % 2 or self.margin % self.tile_size:
-            raise ValueError("tile_size must be even and margin a multiple of tile_size")
+            raise InputError("tile_size must be even and margin a multiple of tile_size")
 
     @property
     def n_side(self) -> int:

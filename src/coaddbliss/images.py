@@ -1,4 +1,6 @@
-"""Image cubes as FITS: float32 (N, H, W) in counts with background, validated on read (SPEC §8).
+"""Image cubes as FITS: float32 (N, H, W) counts with sky, checked on read (docs/method.md §8).
+
+Every cube is read and written here.
 
 Cubes are written in chunks through `astropy.io.fits.StreamingHDU`, so peak memory is one chunk,
 and atomically, so a killed job leaves no file Snakemake would accept.
@@ -7,7 +9,7 @@ and atomically, so a killed job leaves no file Snakemake would accept.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ from astropy.io import fits
 
 from coaddbliss import __version__
 from coaddbliss.atomic import atomic_path
+from coaddbliss.errors import InputError
 
 
-class ImageCubeError(ValueError):
+class ImageCubeError(InputError):
     """An image cube is missing, unreadable or of the wrong shape; the message names the file."""
 
 
@@ -87,6 +90,10 @@ class CubeWriter:
     def add_extension(self, hdu: fits.ImageHDU | fits.BinTableHDU) -> None:
         self.extensions.append(hdu)
 
+    def add_image(self, name: str, data: np.ndarray) -> None:
+        """Queue an image extension `name` (for example 'DITHERS') holding `data`."""
+        self.add_extension(fits.ImageHDU(data, name=name))
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._hdu.close()
         if exc_type is None and self.written != self.n_images:
@@ -150,6 +157,11 @@ def read_cube_header(
     return header, shape
 
 
+def n_images(path: str | os.PathLike, depth: int | None = None) -> int:
+    """N of an image cube from its header alone (no pixels read); checks D when given."""
+    return read_cube_header(path, image_shape=None, depth=depth)[1][0]
+
+
 def read_cube(
     path: str | os.PathLike,
     *,
@@ -184,3 +196,30 @@ def read_extension(path: str | os.PathLike, name: str) -> np.ndarray:
         raise ImageCubeError(f"{path}: no {name!r} extension") from err
     except Exception as err:
         raise ImageCubeError(f"{path}: not a readable FITS file ({err})") from err
+
+
+def cube_batches(
+    path: str | os.PathLike, batch_size: int, image_shape: tuple[int, int] = (88, 88)
+) -> tuple[dict[str, Any], int, Iterator[np.ndarray]]:
+    """(header, N, iterator of float32 (n, H, W) batches) read through a memory map.
+
+    Only one batch is in memory at a time, whatever N.
+    """
+    header, shape = read_cube_header(path, image_shape=image_shape)
+
+    def batches() -> Iterator[np.ndarray]:
+        with fits.open(path, memmap=True) as hdul:
+            data = hdul[0].data
+            for a in range(0, shape[0], batch_size):
+                yield np.array(data[a : a + batch_size], dtype=np.float32)
+
+    return header, int(shape[0]), batches()
+
+
+def read_image(path: str | os.PathLike, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Image `index` of a cube as float64 (H, W) counts and the cube's header; reads one image."""
+    header, shape = read_cube_header(path, image_shape=None)
+    if not 0 <= index < shape[0]:
+        raise ImageCubeError(f"{path}: no image {index} in a cube of {shape[0]} images")
+    with fits.open(path, memmap=True) as hdul:
+        return np.array(hdul[0].data[index], dtype=np.float64), header

@@ -1,4 +1,4 @@
-"""Turn a trained encoder into a predicted catalog of an image cube (SPEC §5, §8).
+"""Turn a trained encoder into a predicted catalog of an image cube (docs/method.md §5, §8).
 
 A tile is a detection when q(n = 1) > threshold (0.5); its location is the logit-normal median
 sigmoid(mu) (the mode has no closed form), its flux the log-normal median exp(mu). The catalog
@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from astropy.io import fits
 
 from coaddbliss.catalog import write_catalog
-from coaddbliss.encoder import Encoder, EncoderConfig, fuse_for_inference, normalize
-from coaddbliss.images import read_cube_header
-from coaddbliss.train import CHECKPOINT_FORMAT, autocast
+from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
+from coaddbliss.device import autocast
+from coaddbliss.encoder import EncoderConfig, normalize
+from coaddbliss.images import cube_batches
 from coaddbliss.variational import constrain, logit_normal_moments
 
 log = logging.getLogger("coaddbliss.infer")
-
-CHECKPOINT_KEYS = ("state_dict", "encoder_config", "train_config", "version", "data")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, or does not fit the images or config; names the file."""
 
 
 @dataclass(frozen=True)
@@ -48,51 +40,6 @@ class InferConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class LoadedEncoder:
-    """A checkpoint's model (eval mode) and what it was trained on."""
-
-    model: Encoder
-    depth: int  # exposures per training image
-    background: float  # counts/pixel/exposure of the training images
-    meta: dict[str, Any]  # everything in the checkpoint but the weights
-
-
-def load_encoder(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedEncoder:
-    """Load a checkpoint written by `train.save_checkpoint`; CheckpointError on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle of foreign objects, not a torch file...
-        raise CheckpointError(f"{path}: not a readable coaddbliss checkpoint ({err})") from err
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
-        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: not a coaddbliss checkpoint (needs {CHECKPOINT_KEYS}, "
-                              f"found {found})")  # fmt: skip
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path}: checkpoint format {ckpt.get('format')} but this code reads "
-            f"{CHECKPOINT_FORMAT}; retrain"
-        )
-    try:
-        model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{path}: weights do not fit the stored encoder_config ({err})"
-        ) from err
-    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return LoadedEncoder(
-        # channels-last: oneDNN's fastest layout for inference (~1.3x measured on the CPU)
-        fuse_for_inference(model).to(device, memory_format=torch.channels_last),
-        depth=int(ckpt["data"]["depth"]),
-        background=float(ckpt["data"]["background"]),
-        meta=meta,
-    )
 
 
 def check_compatible(
@@ -120,24 +67,6 @@ def check_compatible(
             f"{checkpoint}: encoder config differs from the current config "
             f"(key: (checkpoint, config)) {diff}; retrain the encoder"
         )
-
-
-def cube_batches(
-    path: str | os.PathLike, batch_size: int, image_shape: tuple[int, int] = (88, 88)
-) -> tuple[dict[str, Any], int, Iterator[np.ndarray]]:
-    """(header, N, iterator of float32 (n, H, W) batches) read through a memory map.
-
-    Only one batch is in memory at a time, whatever N.
-    """
-    header, shape = read_cube_header(path, image_shape=image_shape)
-
-    def batches() -> Iterator[np.ndarray]:
-        with fits.open(path, memmap=True) as hdul:
-            data = hdul[0].data
-            for a in range(0, shape[0], batch_size):
-                yield np.array(data[a : a + batch_size], dtype=np.float32)
-
-    return header, int(shape[0]), batches()
 
 
 def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, threshold: float,

@@ -1,36 +1,34 @@
-"""Physical limits of detection and photometry for an isolated star (SPEC §7).
+"""Physical limits of detection and photometry for an isolated star (docs/method.md §7).
 
 Model: a star of total flux f at a known position, known PSF P, d independent exposures whose
-pixels are Poisson with mean B + f P_i (P_i: fraction of the flux in pixel i, SPEC §3). A coadd
-is a function of those exposures, so nothing computed from the coadd can beat these numbers.
+pixels are Poisson with mean B + f P_i (P_i: fraction of the flux in pixel i, docs/method.md §3).
+A coadd is a function of those exposures, so nothing computed from the coadd can beat these numbers.
 
 Flux (Cramér-Rao). The Fisher information of one Poisson pixel about f is
 (dλ_i/df)² / λ_i = P_i² / (B + f P_i); exposures are independent, so
 I(f) = d Σ_i P_i² / (B + f P_i) and sd(f̂) ≥ 1 / sqrt(I). The fractional bound is
-σ_f / f = 1 / SNR with SNR² = d f² Σ_i P_i² / (B + f P_i), SPEC §7's matched-filter SNR.
+σ_f / f = 1 / SNR with SNR² = d f² Σ_i P_i² / (B + f P_i), docs/method.md §7's matched-filter SNR.
 
 Detection. "Detected at t σ" means the matched-filter statistic, in units of its NOISE-ONLY
 standard deviation, exceeds t (that is what fixes the false-positive rate). The ideal filter
 weights pixels by P_i / B; normalized by its null sd sqrt(d Σ P² / B) it has, with a star,
 mean  μ = f sqrt(d Σ P² / B)  and  sd  s = sqrt(1 + f Σ P³ / (B Σ P²))  (the star's own Poisson
-noise widens it a little), so recall = Φ((μ - t) / s). Taking N(SNR, 1) instead (the brief's
-shortcut) gives 0.60 at mag 22.5, d = 1, where SPEC §7 says 0.65; this form gives 0.64.
+noise widens it a little), so recall = Φ((μ - t) / s). Taking N(SNR, 1) instead (the usual
+shortcut) gives 0.60 at mag 22.5, d = 1, where docs/method.md §7 says 0.65; this form gives 0.64.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from scipy.stats import norm
 
-from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
+from coaddbliss.errors import InputError
+from coaddbliss.parquet import write_table
 from coaddbliss.psf import PSF
 from coaddbliss.units import mag_to_flux
 
@@ -41,7 +39,7 @@ _SUM_HALF_WIDTH = 100
 LIMITS_SCHEMA = pa.schema(
     [
         pa.field("d", pa.int64(), nullable=False),  # coadd depth (1 = single exposure)
-        pa.field("mag", pa.float64(), nullable=False),  # SPEC §2 magnitude
+        pa.field("mag", pa.float64(), nullable=False),  # docs/method.md §2 magnitude
         pa.field("flux", pa.float64(), nullable=False),  # counts
         pa.field("snr", pa.float64(), nullable=False),  # Fisher SNR = f sqrt(I(f))
         pa.field(
@@ -51,7 +49,6 @@ LIMITS_SCHEMA = pa.schema(
         pa.field("flux_err_limit", pa.float64(), nullable=False),  # Cramér-Rao sd(f̂) / f
     ]
 )
-METADATA_KEY = b"coaddbliss"
 
 
 def psf_pixel_fractions(psf: PSF, half_width: int = _SUM_HALF_WIDTH) -> np.ndarray:
@@ -94,7 +91,7 @@ def false_positives_per_region(threshold: float, n_pixels: int) -> float:
 def mag_grid(mag_min: float, mag_max: float, step: float) -> np.ndarray:
     """Magnitudes mag_min, mag_min + step, ..., mag_max (inclusive, rounded against drift)."""
     if not mag_max > mag_min or step <= 0:
-        raise ValueError(
+        raise InputError(
             f"config keys limits.mag_min ({mag_min}) < limits.mag_max ({mag_max}) and "
             f"limits.mag_step ({step}) > 0 are required"
         )
@@ -137,12 +134,4 @@ def write_limits(
     df: pd.DataFrame, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None
 ) -> None:
     """Write the limits table as Parquet (LIMITS_SCHEMA), provenance in the metadata, atomically."""
-    table = pa.Table.from_pandas(
-        df[LIMITS_SCHEMA.names], schema=LIMITS_SCHEMA, preserve_index=False
-    )
-    provenance = {"version": __version__, "kind": "limits", **(metadata or {})}
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(provenance, default=str)}
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_table(df, path, LIMITS_SCHEMA, {"kind": "limits", **(metadata or {})})

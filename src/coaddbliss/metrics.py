@@ -1,39 +1,29 @@
-"""Scoring predicted catalogs against the truth (SPEC §6): matching, binned rates, bootstrap bands.
+"""Scoring a predicted catalog against the truth (docs/method.md §6): binned rates, calibration
+and their bootstrap replicates, as one run table.
 
 Everything is computed from per-image counts so that the bootstrap never re-matches: a replicate
 is a vector of image multiplicities w (N,) drawn once per replicate (the same for every bin,
 statistic, seed and depth, so replicates are paired), and a resampled sum is w @ counts.
 
-Tables (tidy Parquet, one row per number):
-- a run table (`RUN_SCHEMA`) per (method, d, seed): the point estimate (replicate -1) and every
-  bootstrap replicate (0 .. R-1) of every statistic;
-- the aggregate table (`METRICS_SCHEMA`): per seed, the point estimate with its bootstrap band,
-  and per (method, d) the pooled row (seed = -1): the mean over seeds with the band taken from
-  the pooled replicates of all seeds.
+A run table (`RUN_SCHEMA`, tidy Parquet, one row per number) holds, per (method, d, seed), the
+point estimate (replicate -1) and every bootstrap replicate (0 .. R-1) of every statistic.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
 
-from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
-from coaddbliss.images import read_cube_header
+from coaddbliss.errors import InputError
+from coaddbliss.matching import match_catalogs
+from coaddbliss.parquet import read_table
 
-#: `seed` of the pooled rows of the aggregate table (mean over seeds, pooled bootstrap band).
-POOLED_SEED = -1
 #: `replicate` of the point estimate in a run table (bootstrap replicates are 0 .. R-1).
 POINT_ESTIMATE = -1
 
@@ -68,26 +58,8 @@ RUN_SCHEMA = pa.schema(
     ]
 )
 
-#: The aggregate table of every run: results/metrics/metrics.parquet.
-METRICS_SCHEMA = pa.schema(
-    [
-        pa.field("method", pa.string(), nullable=False),
-        pa.field("d", pa.int64(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),  # -1 (POOLED_SEED): mean over seeds
-        pa.field("statistic", pa.string(), nullable=False),
-        pa.field("mag_lo", pa.float64(), nullable=True),
-        pa.field("mag_hi", pa.float64(), nullable=True),
-        pa.field("nominal", pa.float64(), nullable=True),
-        pa.field("value", pa.float64(), nullable=True),  # point estimate (pooled: seed mean)
-        pa.field("lower", pa.float64(), nullable=True),  # band low quantile of the replicates
-        pa.field("upper", pa.float64(), nullable=True),  # band high quantile of the replicates
-        pa.field("n_seeds", pa.int64(), nullable=False),  # seeds behind the row
-    ]
-)
-METADATA_KEY = b"coaddbliss"
 
-
-class MetricsError(ValueError):
+class MetricsError(InputError):
     """Inputs that cannot be scored; the message names the file and the problem."""
 
 
@@ -99,10 +71,11 @@ class EvaluateConfig:
     mag_max: float = 23.0  # upper edge of the last bin (exclusive)
     mag_step: float = 0.2  # bin width, mag
     max_offset: float = 1.0  # a pair matches only if max(|dx|, |dy|) < this, pixels
-    bootstrap_replicates: int = 200  # R: resamples of the test images
-    bootstrap_seed: int = 0  # seeds the resampling (the same for every run: paired replicates)
+    bootstrap_replicates: int = 500  # R: resamples of the test images
+    bootstrap_seed: int = 7  # seeds the resampling (the same for every run: paired replicates)
     band: tuple[float, float] = (0.25, 0.75)  # quantiles of the replicates that bound the band
-    coverage_levels: tuple[float, ...] = (0.5, 0.68, 0.8, 0.9, 0.95)  # nominal coverages
+    # nominal coverages of the calibration statistics
+    coverage_levels: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> EvaluateConfig:
@@ -125,63 +98,9 @@ class EvaluateConfig:
         return np.round(self.mag_min + self.mag_step * np.arange(n_bins + 1), 9)
 
 
-# -- matching ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Matching:
-    """One-to-one pairs between the rows of a truth and a predicted catalog."""
-
-    true_index: np.ndarray  # (M,) row positions in the truth catalog
-    pred_index: np.ndarray  # (M,) row positions in the predicted catalog
-    true_matched: np.ndarray  # (T,) bool: the truth row has a partner
-    pred_matched: np.ndarray  # (P,) bool: the predicted row has a partner
-
-
-def _image_slices(image_id: np.ndarray, n_images: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stable order by image and the start offsets (n_images + 1,) of each image's rows."""
-    order = np.argsort(image_id, kind="stable")
-    starts = np.searchsorted(image_id[order], np.arange(n_images + 1), side="left")
-    return order, starts
-
-
-def match_catalogs(
-    truth: pd.DataFrame, pred: pd.DataFrame, n_images: int, max_offset: float = 1.0
-) -> Matching:
-    """Per image, the one-to-one assignment of detections to stars (Hungarian algorithm).
-
-    Pairs with max(|dx|, |dy|) >= max_offset are forbidden. Forbidden pairs cost more than any
-    set of allowed ones, so the assignment first maximizes the number of allowed pairs, then
-    minimizes their summed distance; forbidden pairs it still returns are dropped.
-    """
-    t_img = truth["image_id"].to_numpy(np.int64)
-    p_img = pred["image_id"].to_numpy(np.int64)
-    tx, ty = truth["x"].to_numpy(float), truth["y"].to_numpy(float)
-    px, py = pred["x"].to_numpy(float), pred["y"].to_numpy(float)
-    t_order, t_starts = _image_slices(t_img, n_images)
-    p_order, p_starts = _image_slices(p_img, n_images)
-    t_count, p_count = np.diff(t_starts), np.diff(p_starts)
-    # 8 stars at most per image: any allowed assignment costs < 8 * sqrt(2) * max_offset.
-    forbidden_cost = 1e3 * (1.0 + max_offset) * (1 + max(t_count.max(initial=0), 1))
-    pairs_t, pairs_p = [], []
-    for image in np.flatnonzero((t_count > 0) & (p_count > 0)):
-        ti = t_order[t_starts[image] : t_starts[image + 1]]
-        pi = p_order[p_starts[image] : p_starts[image + 1]]
-        dx = px[pi][None, :] - tx[ti][:, None]  # (n_true, n_pred), pixels
-        dy = py[pi][None, :] - ty[ti][:, None]
-        allowed = np.maximum(np.abs(dx), np.abs(dy)) < max_offset
-        if not allowed.any():
-            continue
-        cost = np.where(allowed, np.hypot(dx, dy), forbidden_cost)
-        rows, cols = linear_sum_assignment(cost)
-        keep = allowed[rows, cols]
-        pairs_t.append(ti[rows[keep]])
-        pairs_p.append(pi[cols[keep]])
-    true_index = np.concatenate(pairs_t) if pairs_t else np.zeros(0, np.int64)
-    pred_index = np.concatenate(pairs_p) if pairs_p else np.zeros(0, np.int64)
-    true_matched = np.zeros(len(truth), bool)
-    pred_matched = np.zeros(len(pred), bool)
-    true_matched[true_index] = True
-    pred_matched[pred_index] = True
-    return Matching(true_index, pred_index, true_matched, pred_matched)
+def read_metrics_table(path: str | os.PathLike, schema: pa.Schema) -> pd.DataFrame:
+    """Read a run, aggregate or ablation table; MetricsError naming the file if it is bad."""
+    return read_table(path, schema, what="metrics table", error=MetricsError)
 
 
 # -- per-image counts and the bootstrap --------------------------------------------------------
@@ -348,196 +267,3 @@ def _calibration(
             )
         )
     return frames
-
-
-# -- aggregation ---------------------------------------------------------------------------------
-def aggregate_runs(runs: pd.DataFrame, band: tuple[float, float] = (0.25, 0.75)) -> pd.DataFrame:
-    """Per-seed rows (point estimate, band of its replicates) and pooled rows (seed -1: the mean
-    of the seeds' point estimates, band of the replicates of all seeds pooled)."""
-    keys = ["method", "d", "statistic", "mag_lo", "mag_hi", "nominal"]
-    runs = runs.copy()
-    # NaN keys (unbinned rows) would vanish from groupby: group on a filled copy.
-    runs[["mag_lo", "mag_hi", "nominal"]] = runs[["mag_lo", "mag_hi", "nominal"]].fillna(-1.0)
-    point = runs[runs["replicate"] == POINT_ESTIMATE]
-    reps = runs[runs["replicate"] != POINT_ESTIMATE]
-
-    def bands(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-        grouped = frame.groupby(by, sort=True)["value"]
-        return pd.DataFrame(
-            {"lower": grouped.quantile(band[0]), "upper": grouped.quantile(band[1])}
-        ).reset_index()
-
-    per_seed = point.drop(columns="replicate").merge(
-        bands(reps, keys + ["seed"]), on=keys + ["seed"], how="left"
-    )
-    per_seed["n_seeds"] = 1
-    pooled = (
-        point.groupby(keys, sort=True)
-        .agg(value=("value", "mean"), n_seeds=("seed", "nunique"))
-        .reset_index()
-        .merge(bands(reps, keys), on=keys, how="left")
-    )
-    pooled["seed"] = POOLED_SEED
-    table = pd.concat([per_seed, pooled], ignore_index=True)
-    for col in ("mag_lo", "mag_hi", "nominal"):
-        table[col] = table[col].where(table[col] >= 0)  # back to NaN
-    table = table.sort_values(["method", "d", "seed", "statistic", "mag_lo", "nominal"])
-    return table[METRICS_SCHEMA.names].reset_index(drop=True)
-
-
-# -- files ---------------------------------------------------------------------------------------
-def n_images_of_cube(path: str | os.PathLike, depth: int | None = None) -> int:
-    """N of an image cube from its header alone (no pixels read); checks D when given."""
-    return read_cube_header(path, image_shape=None, depth=depth)[1][0]
-
-
-def write_table(
-    df: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema, metadata: dict | None = None
-) -> None:
-    """Write a metrics table with its schema and provenance, atomically."""
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    provenance = {"version": __version__, **(metadata or {})}
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(provenance, default=str)})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_table(path: str | os.PathLike, schema: pa.Schema = METRICS_SCHEMA) -> pd.DataFrame:
-    """Read a metrics table; raise MetricsError naming the file when it breaks the schema."""
-    path = Path(path)
-    if not path.is_file():
-        raise MetricsError(f"{path}: metrics table not found")
-    try:
-        df = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowException) as err:
-        raise MetricsError(f"{path}: not a readable Parquet table ({err})") from err
-    missing = [c for c in schema.names if c not in df.columns]
-    if missing:
-        raise MetricsError(f"{path}: metrics table lacks columns {missing}")
-    return df
-
-
-# -- the README table ----------------------------------------------------------------------------
-#: SPEC §7 (paper, figure 2), dimmest bin: d -> (precision, recall, flux residual), text.
-PAPER_DIMMEST = {1: ("0.65", "0.25", "> 20 %"), "coadd": ("~flat", "> 0.70", "< 10 %")}
-
-
-def _cell(row: pd.DataFrame, stat: str, pct: bool = False) -> str:
-    """'value [lower, upper]' of one statistic of a table row group."""
-    v, lo, hi = row.loc[stat, ["value", "lower", "upper"]]
-    if not np.isfinite(v):
-        return "n/a"
-    f = (lambda x: f"{100 * x:+.1f} %") if pct else (lambda x: f"{x:.2f}")
-    return f"{f(v)} [{f(lo)}, {f(hi)}]"
-
-
-def _spread(row: pd.DataFrame) -> str:
-    """The residuals' own 25-75 % range (mean over seeds), percent."""
-    lo, hi = row.loc["flux_residual_q25", "value"], row.loc["flux_residual_q75", "value"]
-    return "n/a" if not np.isfinite(lo) else f"{100 * lo:+.1f} % to {100 * hi:+.1f} %"
-
-
-def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
-    """Markdown table: dimmest-bin precision, recall and median flux residual per d vs the paper."""
-    pooled = metrics[(metrics["seed"] == POOLED_SEED) & (metrics["method"] == method)]
-    if pooled.empty:
-        raise MetricsError(f"no pooled rows for method {method!r} in the metrics table")
-    last_lo = pooled["mag_lo"].max()
-    dim = pooled[pooled["mag_lo"] == last_lo]
-    lines = [
-        f"| d | seeds | precision {last_lo:.1f}-{dim['mag_hi'].max():.1f} | recall | "
-        "median flux residual | residual 25-75 % | paper (precision, recall, flux) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for d in sorted(dim["d"].unique()):
-        row = dim[dim["d"] == d].set_index("statistic")
-        paper = PAPER_DIMMEST[1] if d == 1 else PAPER_DIMMEST["coadd"]
-        lines.append(
-            f"| {d} | {int(row.loc['recall', 'n_seeds'])} | {_cell(row, 'precision')} "
-            f"| {_cell(row, 'recall')} | {_cell(row, 'flux_residual_median', pct=True)} "
-            f"| {_spread(row)} | {', '.join(paper)} |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m coaddbliss.metrics results/metrics/metrics.parquet`: print the README table."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("table", type=Path, help="aggregate metrics table (metrics.parquet)")
-    parser.add_argument("--method", default="encoder", help="encoder or sep")
-    parser.add_argument(
-        "--ablation", action="store_true", help="the table is results/ablation/ablation.parquet"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.ablation:
-            print(ablation_results_table(read_table(args.table, ABLATION_SCHEMA)))
-            return
-        print(results_table(read_table(args.table), args.method))
-    except MetricsError as err:
-        parser.exit(1, f"error: {err}\n")
-
-
-# -- noise-model ablation (issue 6) --------------------------------------------------------------
-#: Noise models of the ablation: physical (noise before alignment) and white (after alignment).
-NOISE_MODELS = ("physical", "white")
-
-#: The ablation table: results/ablation/ablation.parquet (the aggregate table, `method` split
-#: into the noise model of the training data and of the test data).
-ABLATION_SCHEMA = pa.schema(
-    [
-        pa.field("train_noise", pa.string(), nullable=False),  # "physical" or "white"
-        pa.field("test_noise", pa.string(), nullable=False),  # "physical" or "white"
-        *(f for f in METRICS_SCHEMA if f.name != "method"),
-    ]
-)
-
-
-def ablation_summary(
-    runs: list[tuple[str, str, pd.DataFrame]], band: tuple[float, float] = (0.25, 0.75)
-) -> pd.DataFrame:
-    """Aggregate run tables labelled (train noise, test noise, run table) into the ablation table:
-    per seed and pooled over seeds (seed -1), with bootstrap bands, as `aggregate_runs`."""
-    if not runs:
-        raise MetricsError("no run tables for the ablation")
-    frames = []
-    for train_noise, test_noise, run in runs:
-        bad = {train_noise, test_noise} - set(NOISE_MODELS)
-        if bad:
-            raise MetricsError(f"unknown noise model(s) {sorted(bad)}; expected {NOISE_MODELS}")
-        # the cell replaces the producing method's name (the main runs say "encoder")
-        frames.append(run.assign(method=f"{train_noise}\t{test_noise}"))
-    table = aggregate_runs(pd.concat(frames, ignore_index=True), band=band)
-    cells = table.pop("method").str.split("\t", expand=True)
-    table.insert(0, "test_noise", cells[1])
-    table.insert(0, "train_noise", cells[0])
-    table = table.sort_values(["d", "train_noise", "test_noise", "seed", "statistic", "mag_lo"])
-    return table[ABLATION_SCHEMA.names].reset_index(drop=True)
-
-
-def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
-    """Markdown: dimmest-bin precision, recall, flux residual and log-flux coverage per cell."""
-    pooled = table[table["seed"] == POOLED_SEED]
-    if pooled.empty:
-        raise MetricsError("no pooled rows in the ablation table")
-    last_lo = pooled["mag_lo"].max()
-    lines = [
-        f"| d | trained on | tested on | precision {last_lo:.1f}-{pooled['mag_hi'].max():.1f} "
-        f"| recall | median flux residual | residual 25-75 % | log-flux coverage at {nominal} |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for (d, train, test), cell in pooled.groupby(["d", "train_noise", "test_noise"]):
-        dim = cell[cell["mag_lo"] == last_lo].set_index("statistic")
-        cov = cell[
-            (cell["statistic"] == "coverage_log_flux") & np.isclose(cell["nominal"], nominal)
-        ]
-        cov_text = "n/a" if cov.empty else f"{cov['value'].iloc[0]:.2f}"
-        lines.append(
-            f"| {d} | {train} | {test} | {_cell(dim, 'precision')} | {_cell(dim, 'recall')} "
-            f"| {_cell(dim, 'flux_residual_median', pct=True)} | {_spread(dim)} | {cov_text} |"
-        )
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    main()

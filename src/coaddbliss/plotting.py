@@ -22,7 +22,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from coaddbliss.metrics import POOLED_SEED  # noqa: E402
+from coaddbliss.aggregate import POOLED_SEED  # noqa: E402
+from coaddbliss.errors import InputError  # noqa: E402
 
 #: A Gaussian's interquartile half-width in units of sigma: Cramér-Rao sigma -> IQR band.
 IQR_HALF_WIDTH = float(norm.ppf(0.75))  # 0.674
@@ -56,7 +57,7 @@ def choose_scene(truth: pd.DataFrame, n_images: int, requested: int = -1) -> int
     """Figure 1's test image: `requested`, or (-1) the image with most stars at mag >= 21.5."""
     if requested >= 0:
         if requested >= n_images:
-            raise ValueError(f"figures.scene = {requested} but the test set has {n_images} images")
+            raise InputError(f"figures.scene = {requested} but the test set has {n_images} images")
         return requested
     faint = truth.loc[truth["mag"] >= FAINT_MAG, "image_id"].to_numpy(np.int64)
     counts = np.bincount(faint, minlength=n_images)
@@ -78,7 +79,7 @@ def scene_figure(
     """One test scene at each depth: background-subtracted counts on one shared colour scale.
 
     `images` maps d -> (88, 88) counts with background; `stars` holds the scene's true x, y
-    (SPEC §2 frame: pixel (i, j) spans x in [j, j+1), y in [i, i+1)) and mag.
+    (docs/method.md §2 frame: pixel (i, j) spans x in [j, j+1), y in [i, i+1)) and mag.
     """
     depths = sorted(images)
     lo, hi = crop
@@ -278,7 +279,7 @@ def calibration_figure(
     return fig
 
 
-# -- noise-model ablation (issue 6) ---------------------------------------------------------------
+# -- noise-model ablation (docs/ablation.md) -----------------------------------------------------
 #: Line style of the test data's noise model (colour encodes the training data's).
 TEST_NOISE_STYLE = {"physical": "-", "white": "--"}
 NOISE_LABEL = {
@@ -302,7 +303,7 @@ def ablation_figure(
     """
     pooled = table[table["seed"] == POOLED_SEED].copy()
     if pooled.empty:
-        raise ValueError("ablation table has no pooled rows (seed -1)")
+        raise InputError("ablation table has no pooled rows (seed -1)")
     pooled["mag"] = (pooled["mag_lo"] + pooled["mag_hi"]) / 2
     depths = sorted(int(d) for d in pooled["d"].unique())
     colors = dict(zip(("physical", "white"), sns.color_palette(palette, 4)[2:4], strict=True))

@@ -1,4 +1,4 @@
-"""The prior over catalogs (SPEC §4): Poisson counts, uniform centres, truncated Pareto fluxes."""
+"""The catalog prior (docs/method.md §4): Poisson counts, uniform centres, Pareto fluxes."""
 
 from __future__ import annotations
 

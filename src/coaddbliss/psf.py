@@ -1,4 +1,4 @@
-"""The SDSS "double Gaussian + power law" PSF (SPEC §3) and its multi-Gaussian expansion.
+"""The SDSS "double Gaussian + power law" PSF (docs/method.md §3) and its multi-Gaussian expansion.
 
 The profile is an effective (pixel-convolved) PSF: a star of total flux f centred at s puts
 f * P(|c - s|) counts into the pixel whose centre is c. P is normalized over the unbounded
@@ -15,6 +15,8 @@ from functools import cached_property
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import gamma
+
+from coaddbliss.errors import InputError
 
 #: Trapezoid grid in u = ln t for the Gamma-mixture expansion of the power-law wing.
 #: [-12, 3] with step 0.5 (33 terms in all) keeps the expansion within 2e-9 of the peak and
@@ -47,7 +49,7 @@ class PSF:
 
     def __init__(self, params: PSFParams):
         if params.beta <= 2:
-            raise ValueError(f"psf beta must exceed 2 for finite flux, got {params.beta}")
+            raise InputError(f"psf beta must exceed 2 for finite flux, got {params.beta}")
         self.params = params
 
     # -- exact profile -------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class PSF:
 
 
 # -- FITS --------------------------------------------------------------------------------------
-class PSFFileError(ValueError):
+class PSFFileError(InputError):
     """psf.fits is missing, unreadable or lacks its parameters; the message names the file."""
 
 

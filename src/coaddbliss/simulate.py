@@ -1,4 +1,4 @@
-"""Single exposures and coadds of a catalog (SPEC §4).
+"""Single exposures and coadds of a catalog (docs/method.md §4).
 
 Depth d = 1: one undithered exposure, rendered on the (size + 2 pad)² canvas, noised, cropped.
 Depth d > 1: d exposures, each dithered by δ_k ~ U(-0.5, 0.5)², noised in its own frame, aligned
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from coaddbliss.errors import InputError
 from coaddbliss.psf import PSF
 from coaddbliss.rng import (
     STREAM_DITHERS,
@@ -44,9 +45,9 @@ class SimSettings:
 
     def __post_init__(self):
         if self.noise not in NOISE_MODELS:
-            raise ValueError(f"noise model must be one of {NOISE_MODELS}, got {self.noise!r}")
+            raise InputError(f"noise model must be one of {NOISE_MODELS}, got {self.noise!r}")
         if self.noise_stage not in NOISE_STAGES:
-            raise ValueError(f"noise stage must be one of {NOISE_STAGES}, got {self.noise_stage!r}")
+            raise InputError(f"noise stage must be one of {NOISE_STAGES}, got {self.noise_stage!r}")
 
     @classmethod
     def from_config(cls, config: dict) -> SimSettings:
@@ -275,7 +276,7 @@ def write_split_cubes(
     workers: int = 1,
     progress: bool = False,
 ) -> None:
-    """Simulate a split at every depth of `paths` ({d: path}) into FITS cubes (SPEC §8).
+    """Simulate a split at every depth of `paths` ({d: path}) into FITS cubes (docs/method.md §8).
 
     Each primary HDU is the (N, size, size) float32 cube; the 'DITHERS' extension holds each
     image's (d, 2) dithers (δx, δy), pixels (zeros for the undithered d = 1). Written chunk by
@@ -283,7 +284,6 @@ def write_split_cubes(
     """
     from contextlib import ExitStack
 
-    from astropy.io import fits
     from tqdm import tqdm
 
     from coaddbliss.images import CubeWriter
@@ -329,4 +329,4 @@ def write_split_cubes(
             bar.update(len(chunk_dithers))
         for d in depths:
             own = dithers[:, :d] if d > 1 else np.zeros((n_images, 1, 2))
-            writers[d].add_extension(fits.ImageHDU(own, name="DITHERS"))
+            writers[d].add_image("DITHERS", own)

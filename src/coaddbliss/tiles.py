@@ -1,10 +1,10 @@
-"""Tile geometry and truth-to-tile assignment (SPEC §5).
+"""Tile geometry and truth-to-tile assignment (docs/method.md §5).
 
 The source square [lo, hi)^2 is cut into K x K tiles of `size` x `size` pixels (10 x 10 tiles of
 4 x 4 px for the paper). A tile holds at most one star: when several truth stars fall in one
 tile, the brightest is the training target and the others are dropped from the target only
-(~1.5 % of stars under the SPEC prior). Locations are tile-normalized: u = (x - tile_x0) / size
-in [0, 1), x first then y.
+(~1.5 % of stars under the prior of docs/method.md §4). Locations are tile-normalized:
+u = (x - tile_x0) / size in [0, 1), x first then y.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ LOC_EPS = 1e-4
 class TileGrid:
     """Where the tiles are: the source square [lo, hi)^2 cut into size x size pixel tiles."""
 
-    lo: float = 24.0  # first pixel coordinate of the source square (x and y), pixels
-    hi: float = 64.0  # end of the source square, pixels
-    size: int = 4  # tile side, pixels
+    lo: float  # first pixel coordinate of the source square (x and y), pixels
+    hi: float  # end of the source square, pixels
+    size: int  # tile side, pixels
 
     def __post_init__(self):
         span = self.hi - self.lo

@@ -7,7 +7,6 @@ it, and a finished run deletes it. The checkpoint keeps the best-validation epoc
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -19,9 +18,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from coaddbliss import __version__
 from coaddbliss.atomic import atomic_path
 from coaddbliss.catalog import read_catalog
+from coaddbliss.checkpoint import save_checkpoint
+from coaddbliss.device import autocast
 from coaddbliss.encoder import (
     Encoder,
     EncoderConfig,
@@ -30,6 +30,7 @@ from coaddbliss.encoder import (
     n_parameters,
     normalize,
 )
+from coaddbliss.errors import InputError
 from coaddbliss.images import ImageCubeError, read_cube
 from coaddbliss.tiles import TileGrid, TileTruth, assign_tiles, augment_images, flip_targets
 from coaddbliss.variational import constrain, favi_loss
@@ -37,7 +38,6 @@ from coaddbliss.variational import constrain, favi_loss
 log = logging.getLogger("coaddbliss.train")
 
 RESUME_NAME = "resume.pt"
-CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
+            raise InputError(f"unknown lr_schedule {self.lr_schedule!r}")
 
     def learning_rate_at(self, step: int, total_steps: int) -> float:
         """Adam step size at optimizer step `step` (0-based) of `total_steps`."""
@@ -80,20 +80,6 @@ class Split:
     background: float  # counts/pixel/exposure
 
 
-def choose_device(gpu_resource: int) -> torch.device:
-    """CUDA when the job holds a GPU and one is visible; the CPU otherwise (logged either way)."""
-    device_log = logging.getLogger("coaddbliss.device")  # shared by training and inference
-    if gpu_resource > 0 and torch.cuda.is_available():
-        device = torch.device("cuda")
-        device_log.info("device: cuda (%s, gpu resource %d, bf16 autocast)",
-                        torch.cuda.get_device_name(device), gpu_resource)  # fmt: skip
-        return device
-    why = "CUDA not available" if gpu_resource > 0 else "no GPU requested"
-    device_log.info("device: cpu (gpu resource %d, %s; %d threads)", gpu_resource, why,
-                    torch.get_num_threads())  # fmt: skip
-    return torch.device("cpu")
-
-
 def load_split(cube_path: str | os.PathLike, truth_path: str | os.PathLike,
                enc: EncoderConfig) -> Split:  # fmt: skip
     """Read a cube and its truth catalog; normalize and crop once (float32, CPU)."""
@@ -105,17 +91,10 @@ def load_split(cube_path: str | os.PathLike, truth_path: str | os.PathLike,
     try:
         targets = assign_tiles(truth, len(cube.data), grid)
     except ValueError as err:
-        raise ValueError(f"{truth_path}: {err}") from err
+        raise InputError(f"{truth_path}: {err}") from err
     images = torch.from_numpy(cube.data)
     model_input = normalize(crop(images, enc), cube.background, cube.depth)
     return Split(model_input.contiguous(), targets, cube.depth, cube.background)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores); a no-op on the CPU, where fp32 is fastest."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def evaluate_loss(model: Encoder, split: Split, device: torch.device, batch_size: int) -> float:
@@ -181,7 +160,7 @@ def train_encoder(
     train = load_split(train_cube, train_truth, encoder_config)
     val = load_split(val_cube, val_truth, encoder_config)
     if (train.depth, train.background) != (val.depth, val.background):
-        raise ValueError(
+        raise InputError(
             f"{train_cube} (D={train.depth}, BKG={train.background}) and {val_cube} "
             f"(D={val.depth}, BKG={val.background}) do not describe the same survey depth"
         )
@@ -284,7 +263,7 @@ def train_encoder(
         checkpoint,
         state_dict=best["state_dict"],
         encoder_config=encoder_config,
-        train_config=cfg,
+        train_config=cfg.as_dict(),
         data={"depth": train.depth, "background": train.background},
         seed=seed,
         epoch=int(best["epoch"]),
@@ -299,29 +278,3 @@ def train_encoder(
 def _write_history(rows: list[dict], path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-
-
-def save_checkpoint(path: str | os.PathLike, *, state_dict: dict, encoder_config: EncoderConfig,
-                    train_config: TrainConfig, data: dict, seed: int, epoch: int,
-                    val_loss: float) -> None:  # fmt: skip
-    """Write a self-describing checkpoint that loads with `torch.load(weights_only=True)`."""
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": __version__,
-        "state_dict": state_dict,
-        "encoder_config": encoder_config.as_dict(),
-        "train_config": train_config.as_dict(),
-        "data": {"depth": int(data["depth"]), "background": float(data["background"])},
-        "seed": int(seed),
-        "epoch": int(epoch),
-        "val_loss": float(val_loss),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def set_threads(threads: int) -> None:
-    """Use the job's `threads:` for intra-op parallelism (one interop thread is enough)."""
-    torch.set_num_threads(max(1, int(threads)))
-    with contextlib.suppress(RuntimeError):  # may only be set once per process
-        torch.set_num_interop_threads(1)

@@ -1,4 +1,4 @@
-"""Photometric and pixel conventions shared by every stage (SPEC §2)."""
+"""Photometric and pixel conventions shared by every stage (docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ZERO_BASED_CENTRE_OFFSET = 0.5
 
 
 def flux_to_mag(flux):
-    """Magnitude of a flux in counts (SPEC §2); non-positive fluxes give +inf."""
+    """Magnitude of a flux in counts (docs/method.md §2); non-positive fluxes give +inf."""
     flux = np.asarray(flux, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = MAG_REF - 2.5 * np.log10(flux / FLUX_AT_MAG_REF)

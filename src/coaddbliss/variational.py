@@ -1,4 +1,4 @@
-"""The per-tile variational family q(z | y) and the FAVI loss (SPEC §5).
+"""The per-tile variational family q(z | y) and the FAVI loss (docs/method.md §5).
 
 Per tile: n ~ Bernoulli(sigmoid(n_logit)); given n = 1, each axis of the tile-normalized location
 u in (0, 1) is logit-normal (logit(u) ~ N(loc_mu, loc_sd)) and ln(flux) ~ N(flux_mu, flux_sd).

@@ -1,18 +1,12 @@
-"""Aggregate the ablation runs into results/ablation/ablation.parquet (rule ablation_table)."""
+"""Rule ablation_table: aggregate the ablation runs into results/ablation/ablation.parquet."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 import logging
-import sys
 
-from coaddbliss.logs import log_to_file
-from coaddbliss.metrics import (
-    ABLATION_SCHEMA,
-    RUN_SCHEMA,
-    MetricsError,
-    ablation_summary,
-    read_table,
-    write_table,
-)
+from coaddbliss.ablation import ABLATION_SCHEMA, ablation_summary
+from coaddbliss.metrics import RUN_SCHEMA, MetricsError, read_metrics_table
+from coaddbliss.parquet import write_table
+from coaddbliss.scripting import rule_job
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -24,7 +18,7 @@ def main(
     if len(runs) != len(cells):
         raise MetricsError(f"{len(runs)} run tables but {len(cells)} (train, test) labels")
     labelled = [
-        (train, test, read_table(path, RUN_SCHEMA))
+        (train, test, read_metrics_table(path, RUN_SCHEMA))
         for path, (train, test) in zip(runs, cells, strict=True)
     ]
     result = ablation_summary(labelled, band=band)
@@ -33,14 +27,10 @@ def main(
 
 
 if __name__ == "__main__":
-    log_to_file(snakemake.log[0])  # noqa: F821
-    try:
+    with rule_job(snakemake.log[0]):
         main(
-            runs=list(snakemake.input.runs),  # noqa: F821
-            cells=[tuple(c) for c in snakemake.params.cells],  # noqa: F821
-            table=snakemake.output.table,  # noqa: F821
-            band=tuple(snakemake.params.band),  # noqa: F821
+            runs=list(snakemake.input.runs),
+            cells=[tuple(c) for c in snakemake.params.cells],
+            table=snakemake.output.table,
+            band=tuple(snakemake.params.band),
         )
-    except MetricsError as err:
-        LOG.error("%s", err)
-        sys.exit(1)

@@ -1,40 +1,41 @@
 """Rule baseline_sep: SEP detection + PSF photometry on the test cube of one depth."""
 
+# No `from __future__` import: Snakemake prepends its preamble to this file.
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
-from coaddbliss.baseline import (
-    SepSettings,
-    catalog_cube,
-    coadd_blur,
-    matched_filter_noise_factor,
-    psf_kernel,
-)
+from coaddbliss.baseline import SepSettings, catalog_cube, matched_filter_noise_factor
 from coaddbliss.catalog import write_catalog
-from coaddbliss.images import read_cube, read_extension
-from coaddbliss.logs import log_to_file
+from coaddbliss.images import ImageCubeError, read_cube, read_extension
+from coaddbliss.photometry import coadd_blur, psf_kernel
 from coaddbliss.psf import read_psf_fits
+from coaddbliss.scripting import rule_job
+
+LOG = logging.getLogger("coaddbliss")
 
 
 def main(
     *,
     cube_path: str,
     psf_path: str,
-    baseline: dict,
+    baseline: dict[str, Any],
     background: float,
     depth: int,
     out: str,
     workers: int,
-    log: logging.Logger,
 ) -> None:
+    """Catalog every image of the cube with SEP and the joint PSF fit; write the catalog."""
     psf = read_psf_fits(psf_path)
     cube = read_cube(cube_path)
     if cube.depth != depth:
-        raise ValueError(f"{cube_path}: header says D = {cube.depth}, the rule expects d = {depth}")
+        raise ImageCubeError(
+            f"{cube_path}: header says D = {cube.depth}, the rule expects d = {depth}"
+        )
     if cube.background != background:
-        raise ValueError(
+        raise ImageCubeError(
             f"{cube_path}: header BKG = {cube.background}, config survey.background = {background}"
         )
     noise_stage = str(cube.header.get("NSTAGE", "before_alignment"))
@@ -43,7 +44,7 @@ def main(
     kernel = psf_kernel(psf, settings.kernel_size, coadd_blur(None, depth))
     factor = matched_filter_noise_factor(kernel, depth, noise_stage)
     why = "white noise" if factor == 1.0 else "resampled noise; its per-pixel variance is 0.44"
-    log.info(
+    LOG.info(
         "%s: %d images, d=%d, noise %s; matched-filter noise c B/d with c = %.4f (%s); %s",
         cube_path, len(cube.data), depth, noise_stage, factor, why, settings,
     )  # fmt: skip
@@ -53,12 +54,12 @@ def main(
         settings=settings, dithers=dithers, workers=workers,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
-    log.info(
+    LOG.info(
         "%d detections in %d images (%.2f per image) in %.1f s on %d worker(s)",
         len(catalog), len(cube.data), len(catalog) / max(len(cube.data), 1), elapsed, workers,
     )  # fmt: skip
     if len(catalog):
-        log.info("median fractional flux error (posterior sd): %.3f",
+        LOG.info("median fractional flux error (posterior sd): %.3f",
                  float(np.median(catalog["log_flux_sd"])))  # fmt: skip
     write_catalog(
         catalog, out, kind="predicted",
@@ -72,13 +73,13 @@ def main(
 
 
 if __name__ == "__main__":
-    main(
-        cube_path=snakemake.input.cube[0],  # noqa: F821 (injected by snakemake)
-        psf_path=snakemake.input.psf,  # noqa: F821
-        baseline=snakemake.params.baseline,  # noqa: F821
-        background=float(snakemake.params.background),  # noqa: F821
-        depth=int(snakemake.wildcards.d),  # noqa: F821
-        out=snakemake.output.catalog,  # noqa: F821
-        workers=int(snakemake.threads),  # noqa: F821
-        log=log_to_file(snakemake.log[0]),  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        main(
+            cube_path=snakemake.input.cube[0],
+            psf_path=snakemake.input.psf,
+            baseline=snakemake.params.baseline,
+            background=float(snakemake.params.background),
+            depth=int(snakemake.wildcards.d),
+            out=snakemake.output.catalog,
+            workers=int(snakemake.threads),
+        )

@@ -1,35 +1,21 @@
-"""Noise-model ablation figure from results/ablation/ablation.parquet (rule figure_ablation)."""
+"""Rule figure_ablation: the noise-model ablation figure from results/ablation/ablation.parquet."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
-import logging
-import sys
 from typing import Any
 
-from coaddbliss.logs import log_to_file
-from coaddbliss.metrics import ABLATION_SCHEMA, MetricsError, read_table
+from coaddbliss.ablation import ABLATION_SCHEMA
+from coaddbliss.metrics import read_metrics_table
 from coaddbliss.plotting import ablation_figure, save_figure, style_options
-
-LOG = logging.getLogger("coaddbliss")
+from coaddbliss.scripting import rule_job
 
 
 def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
     """Draw the four (train noise, test noise) cells per depth."""
-    fig = ablation_figure(
-        read_table(table, ABLATION_SCHEMA),
-        **style_options(figures),
-    )
+    fig = ablation_figure(read_metrics_table(table, ABLATION_SCHEMA), **style_options(figures))
     save_figure(fig, png, pdf, dpi=figures["dpi"])
 
 
 if __name__ == "__main__":
-    log_to_file(snakemake.log[0])  # noqa: F821
-    try:
-        main(
-            table=snakemake.input.table,  # noqa: F821
-            png=snakemake.output.png,  # noqa: F821
-            pdf=snakemake.output.pdf,  # noqa: F821
-            figures=dict(snakemake.params.figures),  # noqa: F821
-        )
-    except MetricsError as err:
-        LOG.error("%s", err)
-        sys.exit(1)
+    with rule_job(snakemake.log[0]):
+        out, figures = snakemake.output, dict(snakemake.params.figures)
+        main(table=snakemake.input.table, png=out.png, pdf=out.pdf, figures=figures)

@@ -1,35 +1,21 @@
-"""Calibration figure: realized against nominal coverage per d (rule figure_calibration)."""
+"""Rule figure_calibration: realized against nominal coverage per d, from the aggregate table."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
-import logging
-import sys
 from typing import Any
 
-from coaddbliss.logs import log_to_file
-from coaddbliss.metrics import MetricsError, read_table
+from coaddbliss.aggregate import METRICS_SCHEMA
+from coaddbliss.metrics import read_metrics_table
 from coaddbliss.plotting import calibration_figure, save_figure, style_options
-
-LOG = logging.getLogger("coaddbliss")
+from coaddbliss.scripting import rule_job
 
 
 def main(*, table: str, png: str, pdf: str, figures: dict[str, Any]) -> None:
     """Draw the coverage curves from the aggregate table."""
-    fig = calibration_figure(
-        read_table(table),
-        **style_options(figures),
-    )
+    fig = calibration_figure(read_metrics_table(table, METRICS_SCHEMA), **style_options(figures))
     save_figure(fig, png, pdf, dpi=figures["dpi"])
 
 
 if __name__ == "__main__":
-    log_to_file(snakemake.log[0])  # noqa: F821
-    try:
-        main(
-            table=snakemake.input.table,  # noqa: F821
-            png=snakemake.output.png,  # noqa: F821
-            pdf=snakemake.output.pdf,  # noqa: F821
-            figures=dict(snakemake.params.figures),  # noqa: F821
-        )
-    except MetricsError as err:
-        LOG.error("%s", err)
-        sys.exit(1)
+    with rule_job(snakemake.log[0]):
+        out, figures = snakemake.output, dict(snakemake.params.figures)
+        main(table=snakemake.input.table, png=out.png, pdf=out.pdf, figures=figures)

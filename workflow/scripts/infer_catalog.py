@@ -1,18 +1,16 @@
 """Rule infer_catalog: catalog the test split of depth d with the encoder of one seed."""
 
-import os
+# No `from __future__` import: Snakemake prepends its preamble to this file.
+# coaddbliss sets OMP_WAIT_POLICY before torch loads (coaddbliss/__init__.py): import it first.
+import logging
+import time
 
-# Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when the
-# cores are shared with other jobs, as on a busy workstation or an oversubscribed node.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from coaddbliss.device import choose_device, set_threads
+from coaddbliss.encoder import EncoderConfig
+from coaddbliss.infer import InferConfig, infer_catalog
+from coaddbliss.scripting import rule_job
 
-import logging  # noqa: E402
-import time  # noqa: E402
-
-from coaddbliss.encoder import EncoderConfig  # noqa: E402
-from coaddbliss.infer import InferConfig, infer_catalog  # noqa: E402
-from coaddbliss.logs import log_to_file  # noqa: E402
-from coaddbliss.train import choose_device, set_threads  # noqa: E402
+LOG = logging.getLogger("coaddbliss")
 
 
 def main(
@@ -25,8 +23,8 @@ def main(
     seed: int,
     gpu: int,
     threads: int,
-    log: logging.Logger,
 ) -> None:
+    """Catalog every test image on the job's device and threads; write the predicted catalog."""
     set_threads(threads)
     device = choose_device(gpu)
     start = time.perf_counter()
@@ -34,21 +32,21 @@ def main(
         checkpoint=checkpoint, cube=cube, out=out, infer_config=infer_config,
         encoder_config=encoder_config, seed=seed, device=device,
     )  # fmt: skip
-    log.info("%d rows in %.1f s", len(df), time.perf_counter() - start)
+    LOG.info("%d rows in %.1f s", len(df), time.perf_counter() - start)
 
 
 if __name__ == "__main__":
-    params = snakemake.params  # noqa: F821 (injected by snakemake)
-    main(
-        checkpoint=snakemake.input.ckpt,  # noqa: F821
-        cube=snakemake.input.cube,  # noqa: F821
-        out=snakemake.output.catalog,  # noqa: F821
-        encoder_config=EncoderConfig.from_config(
-            {"encoder": params.encoder, "image": params.image}
-        ),
-        infer_config=InferConfig.from_config(params.infer),
-        seed=int(snakemake.wildcards.seed),  # noqa: F821
-        gpu=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
-        log=log_to_file(snakemake.log[0]),  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        params = snakemake.params
+        main(
+            checkpoint=snakemake.input.ckpt,
+            cube=snakemake.input.cube,
+            out=snakemake.output.catalog,
+            encoder_config=EncoderConfig.from_config(
+                {"encoder": params.encoder, "image": params.image}
+            ),
+            infer_config=InferConfig.from_config(params.infer),
+            seed=int(snakemake.wildcards.seed),
+            gpu=int(snakemake.resources.get("gpu", 0)),
+            threads=int(snakemake.threads),
+        )

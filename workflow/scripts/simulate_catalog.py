@@ -1,11 +1,17 @@
 """Rule simulate_catalog: draw the truth catalog of one data set from the prior."""
 
+# No `from __future__` import: Snakemake prepends its preamble to this file.
+import logging
+
 from coaddbliss.catalog import write_catalog
-from coaddbliss.logs import log_to_file
 from coaddbliss.prior import Prior, sample_truth
+from coaddbliss.scripting import rule_job
+
+LOG = logging.getLogger("coaddbliss")
 
 
-def main(*, prior: Prior, split: str, seed: int, n_scenes: int, out: str, log) -> None:
+def main(*, prior: Prior, split: str, seed: int, n_scenes: int, out: str) -> None:
+    """Draw `n_scenes` scenes of `split` with `seed`; write the truth catalog."""
     truth = sample_truth(prior, split, seed, n_scenes)
     write_catalog(
         truth,
@@ -13,7 +19,7 @@ def main(*, prior: Prior, split: str, seed: int, n_scenes: int, out: str, log) -
         kind="truth",
         metadata={"split": split, "seed": seed, "n_images": n_scenes, "prior": vars(prior)},
     )
-    log.info(
+    LOG.info(
         "%s seed %d: %d scenes, %d stars (%.3f per scene), %d empty scenes",
         split, seed, n_scenes, len(truth), len(truth) / n_scenes,
         n_scenes - truth["image_id"].nunique(),
@@ -21,13 +27,12 @@ def main(*, prior: Prior, split: str, seed: int, n_scenes: int, out: str, log) -
 
 
 if __name__ == "__main__":
-    main(
-        prior=Prior.from_config(
-            {"prior": snakemake.params.prior, "image": snakemake.params.image}  # noqa: F821
-        ),
-        split=snakemake.params.split,  # noqa: F821
-        seed=int(snakemake.params.seed),  # noqa: F821
-        n_scenes=int(snakemake.params.n_scenes),  # noqa: F821
-        out=snakemake.output.truth,  # noqa: F821
-        log=log_to_file(snakemake.log[0]),  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        params = snakemake.params
+        main(
+            prior=Prior.from_config({"prior": params.prior, "image": params.image}),
+            split=params.split,
+            seed=int(params.seed),
+            n_scenes=int(params.n_scenes),
+            out=snakemake.output.truth,
+        )

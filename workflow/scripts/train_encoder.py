@@ -1,16 +1,15 @@
 """Rule train_encoder: FAVI-train one encoder for one depth d and training seed."""
 
-import os
+# No `from __future__` import: Snakemake prepends its preamble to this file.
+# coaddbliss sets OMP_WAIT_POLICY before torch loads (coaddbliss/__init__.py): import it first.
+import logging
 
-# Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when the
-# cores are shared with other jobs, as on a busy workstation or an oversubscribed node.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from coaddbliss.device import choose_device, set_threads
+from coaddbliss.encoder import EncoderConfig
+from coaddbliss.scripting import rule_job
+from coaddbliss.train import TrainConfig, train_encoder
 
-import logging  # noqa: E402
-
-from coaddbliss.encoder import EncoderConfig  # noqa: E402
-from coaddbliss.logs import log_to_file  # noqa: E402
-from coaddbliss.train import TrainConfig, choose_device, set_threads, train_encoder  # noqa: E402
+LOG = logging.getLogger("coaddbliss")
 
 
 def main(
@@ -26,8 +25,8 @@ def main(
     seed: int,
     gpu: int,
     threads: int,
-    log: logging.Logger,
 ) -> None:
+    """Train on the job's device and threads; write the checkpoint and the history."""
     set_threads(threads)
     device = choose_device(gpu)
     rows = train_encoder(
@@ -35,24 +34,24 @@ def main(
         checkpoint=checkpoint, history=history, encoder_config=encoder_config,
         train_config=train_config, seed=seed, device=device,
     )  # fmt: skip
-    log.info("trained %d epochs in %.1f s", len(rows), rows["seconds"].sum())
+    LOG.info("trained %d epochs in %.1f s", len(rows), rows["seconds"].sum())
 
 
 if __name__ == "__main__":
-    params = snakemake.params  # noqa: F821 (injected by snakemake)
-    main(
-        train_cube=snakemake.input.train_cube,  # noqa: F821
-        train_truth=snakemake.input.train_truth,  # noqa: F821
-        val_cube=snakemake.input.val_cube,  # noqa: F821
-        val_truth=snakemake.input.val_truth,  # noqa: F821
-        checkpoint=snakemake.output.ckpt,  # noqa: F821
-        history=snakemake.output.history,  # noqa: F821
-        encoder_config=EncoderConfig.from_config(
-            {"encoder": params.encoder, "image": params.image}
-        ),
-        train_config=TrainConfig.from_config(params.train),
-        seed=int(snakemake.wildcards.seed),  # noqa: F821
-        gpu=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
-        log=log_to_file(snakemake.log[0]),  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        params = snakemake.params
+        main(
+            train_cube=snakemake.input.train_cube,
+            train_truth=snakemake.input.train_truth,
+            val_cube=snakemake.input.val_cube,
+            val_truth=snakemake.input.val_truth,
+            checkpoint=snakemake.output.ckpt,
+            history=snakemake.output.history,
+            encoder_config=EncoderConfig.from_config(
+                {"encoder": params.encoder, "image": params.image}
+            ),
+            train_config=TrainConfig.from_config(params.train),
+            seed=int(snakemake.wildcards.seed),
+            gpu=int(snakemake.resources.get("gpu", 0)),
+            threads=int(snakemake.threads),
+        )
