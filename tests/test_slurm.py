@@ -88,11 +88,18 @@ def test_gpu_rules_request_one_gpu():
     set_res = load_profile()["set-resources"]
     gpu_rules = {rule for rule, res in set_res.items() if res.get("gpu")}
     declared = set()  # rules whose own `resources:` ask for a GPU
+    derived = []  # (base, rule, body) of `use rule base as rule with: body`
     for smk in (REPO / "workflow/rules").glob("*.smk"):
-        for block in smk.read_text().split("\nrule ")[1:]:
+        text = smk.read_text()
+        for block in text.split("\nrule ")[1:]:
             if "gpu=1" in block.split("\n\n\n")[0]:
                 declared.add(block.split(":")[0].strip())
-    assert {"train_encoder", "infer_catalog"} <= declared
+        derived += re.findall(r"^use rule (\w+) as (\w+) with:\n((?:[ \t]+.*\n|\n)*)", text, re.M)
+    # a derived rule keeps its base rule's resources unless its `with:` block sets its own
+    declared |= {
+        rule for base, rule, body in derived if base in declared and "resources:" not in body
+    }
+    assert {"train_encoder", "infer_catalog", "ablation_train_encoder"} <= declared
     assert gpu_rules == declared
     assert all(set_res[rule]["gpu"] == 1 for rule in gpu_rules)
 
