@@ -171,8 +171,8 @@ def test_snakemake_merges_the_overlay_and_validates_the_merge(tmp_path):
     assert "evaluate.mag_min" in result.stdout + result.stderr
     # a one-key overlay: the section's other keys come from config.yaml, the root from the name
     (workdir / "config/merge.yaml").write_text("name: merge\nsimulate:\n  depths: [5]\n")
-    result = run_snakemake(workdir, "-n", "--quiet", "rules", "--configfile", "config/merge.yaml")
+    result = run_snakemake(workdir, "-n", "--configfile", "config/merge.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
-    plan = run_snakemake(workdir, "-n", "--configfile", "config/merge.yaml").stdout
+    plan = result.stdout
     assert "results/merge/data/test/d5.fits" in plan and "d1.fits" not in plan
     assert "results/paper" not in plan
