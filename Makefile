@@ -1,5 +1,8 @@
-# coaddbliss: `make run` (the paper's protocol), `make test`, `make demo` (a few minutes on 2 CPUs).
+# coaddbliss: `make run` (the paper's protocol), `make demo` (a few minutes on 2 CPUs),
+# `make check` (lint + fast tests, the edit loop), `make test` (everything; CI).
 # Every target creates or updates the virtual environment .venv first.
+# Each config writes under its own root, results/$(RUN)/: RUN=paper is config.yaml alone,
+# RUN=demo or RUN=large adds the overlay config/$(RUN).yaml (whose `name:` is the same word).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,11 +16,13 @@ GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'; true)
 #   make TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu" test
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
-# torch/OpenMP threads sleep instead of spinning when idle: spinning wrecks shared cores
-export OMP_WAIT_POLICY ?= PASSIVE
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS)
+# Which run results-table and report read: paper (config.yaml), demo, large.
+RUN ?= paper
+RUN_CONFIG := $(if $(filter paper,$(RUN)),,--configfile config/$(RUN).yaml)
+FAST_TESTS := -m "not slow and not slurm"
 
-.PHONY: all venv run demo test lint bench results-table report
+.PHONY: all venv run demo check test lint bench results-table report
 
 all: run
 
@@ -30,13 +35,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: venv  ## the whole workflow on config.yaml
+run: venv  ## the whole workflow on config.yaml: results/paper/
 	$(SNAKEMAKE)
 
-demo: venv  ## the whole workflow on config/demo.yaml (writes results/ too)
+demo: venv  ## the whole workflow on config/demo.yaml: results/demo/
 	$(SNAKEMAKE) --configfile config/demo.yaml
 
-test: venv  ## unit tests, workflow tests (dry run, lint, the demo end to end), SLURM test
+check: lint  ## the edit loop (under a minute): lint, then the tests not marked slow or slurm
+	$(BIN)/python -m pytest -q $(FAST_TESTS)
+
+test: venv  ## everything: unit tests, workflow tests (the demo end to end), SLURM test
 	$(BIN)/python -m pytest -ra
 
 lint: venv
@@ -50,9 +58,9 @@ bench: venv  ## speed benchmarks: print figures for the README's performance sec
 	cd benchmarks && ../$(BIN)/python bench_train.py && ../$(BIN)/python bench_infer.py
 	$(BIN)/python benchmarks/bench_baseline.py
 
-results-table: venv  ## the README's results table, from a finished run's metrics
-	$(BIN)/python -m coaddbliss.metrics results/metrics/metrics.parquet
-	$(BIN)/python -m coaddbliss.metrics results/metrics/metrics.parquet --method sep
+results-table: venv  ## the README's results table from a finished run: make results-table RUN=demo
+	$(BIN)/python -m coaddbliss.metrics results/$(RUN)/metrics/metrics.parquet
+	$(BIN)/python -m coaddbliss.metrics results/$(RUN)/metrics/metrics.parquet --method sep
 
-report: venv  ## HTML report of a finished run
-	$(BIN)/snakemake --report results/report.html
+report: venv  ## HTML report of a finished run, results/$(RUN)/report.html: make report RUN=demo
+	$(BIN)/snakemake --report results/$(RUN)/report.html $(RUN_CONFIG)

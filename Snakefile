@@ -1,24 +1,27 @@
 # coaddbliss: simulate star fields as single exposures and coadds, train amortized encoders
 # per depth d and seed, catalog the held-out test set, score it, and draw the paper's figures.
 #
-# results/
-#   psf.fits                                   pixelized PSF (rule psf)
-#   data/test/truth.parquet                    test truth catalog, shared by every d and seed
-#   data/test/d{d}.fits                        test image cube of depth d (rule simulate_images)
-#   data/{train,val}/seed{seed}/truth.parquet  training / validation truth of one seed
-#   data/{train,val}/seed{seed}/d{d}.fits      training / validation images of one seed and depth
-#   models/d{d}/seed{seed}/encoder.pt          trained encoder (rule train_encoder)
-#   models/d{d}/seed{seed}/history.tsv         per-epoch losses, seconds, device
-#   catalogs/d{d}/seed{seed}.parquet           encoder catalog of the test split (rule infer_catalog)
-#   baselines/sep/d{d}.parquet                 classical (SEP) catalog of the test split (baseline_sep)
-#   metrics/limits.parquet                     ideal recall and Cramer-Rao flux error (physical_limits)
+# results/{name}/                               one root per config: `name` of the merged config
+#                                                (config.yaml: paper; config/demo.yaml: demo; ...)
+#   psf.fits                                     pixelized PSF (rule psf)
+#   data/test/truth.parquet                      test truth catalog, shared by every d and seed
+#   data/test/d{d}.fits                          test image cube of depth d (rule simulate_images)
+#   data/{train,val}/seed{seed}/truth.parquet    training / validation truth of one seed
+#   data/{train,val}/seed{seed}/d{d}.fits        training / validation images of one seed, depth
+#   models/d{d}/seed{seed}/encoder.pt            trained encoder (rule train_encoder)
+#   models/d{d}/seed{seed}/history.tsv           per-epoch losses, seconds, device
+#   catalogs/d{d}/seed{seed}.parquet             encoder catalog of the test split (infer_catalog)
+#   baselines/sep/d{d}.parquet                   classical (SEP) catalog of the test split
+#   metrics/limits.parquet                       ideal recall, Cramer-Rao flux error (limits)
 #   metrics/runs/{method}/d{d}/seed{seed}.parquet  one scored catalog + bootstrap (score_catalog)
-#   metrics/metrics.parquet                    every statistic, per seed and pooled (aggregate_metrics)
+#   metrics/metrics.parquet                      every statistic, per seed and pooled
 #   figures/{scene,metrics,calibration}.{png,pdf}  figure 1, figure 2, calibration (figure_*)
-#   ablation/                                  noise-model ablation (ablation.enabled):
-#     white/, catalogs/, metrics/runs/, ablation.parquet; figures/ablation.{png,pdf}
-#   logs/{rule}/...                            one log per job
-#   benchmarks/{rule}/...                      time and memory per heavy job
+#   ablation/                                    noise-model ablation (ablation.enabled):
+#     white/data/, white/models/, catalogs/, metrics/runs/, ablation.parquet
+#   figures/ablation.{png,pdf}                   its figure
+#   logs/{rule}/...                              one log per job
+#   benchmarks/{rule}/...                        time and memory per heavy job
+#   report.html                                  `make report`: snakemake --report
 
 from snakemake.utils import min_version
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -11,14 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-# OpenMP threads that spin while idle make torch 10x slower on shared cores (tests import
-# torch before any script could set this)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import coaddbliss  # noqa: F401  (before any test imports torch: it sets OMP_WAIT_POLICY)
 
 REPO = Path(__file__).resolve().parents[1]
 #: What a workflow run needs from the repository (results/ and .snakemake/ are not copied).
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "config", "workflow", "src", "envs", "profiles"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+DEMO_CONFIG = "config/demo.yaml"
+#: Where the demo, and every overlay write_config derives from it, writes (its `name`: demo).
+DEMO_RESULTS = "results/demo"
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -52,16 +54,31 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 1500) -> subproces
     )
 
 
-def write_config(workdir: Path, name: str, **overrides) -> Path:
-    """Write config/NAME.yaml: the demo config with `section={key: value}` overrides."""
-    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            config.setdefault(section, {}).update(values)
+def merge(base: dict, overlay: dict) -> dict:
+    """`overlay` merged over `base` section by section, as Snakemake merges --configfile."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
         else:
-            config[section] = values
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def merged_config(workdir: Path, overlay: str | None = None) -> dict:
+    """The config a run sees: workdir's config.yaml with the overlay file (if any) over it."""
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    return merge(config, yaml.safe_load((workdir / overlay).read_text())) if overlay else config
+
+
+def write_config(workdir: Path, name: str, **overrides) -> Path:
+    """Write the overlay config/NAME.yaml: the demo overlay plus `section={key: value}` overrides.
+
+    Its runs merge it over config.yaml and, like the demo's, write under results/demo/.
+    """
+    overlay = merge(yaml.safe_load((workdir / "config" / "demo.yaml").read_text()), overrides)
     path = workdir / "config" / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.safe_dump(overlay, sort_keys=False))
     return path
 
 
@@ -73,7 +90,7 @@ def demo_workdir(tmp_path_factory) -> Path:
     """
     workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "repo")
     result = run_snakemake(
-        workdir, "--cores", "2", "--resources", "gpu=0", "--configfile", "config/demo.yaml"
+        workdir, "--cores", "2", "--resources", "gpu=0", "--configfile", DEMO_CONFIG
     )
     if result.returncode != 0:
         pytest.fail(f"demo workflow failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
@@ -86,19 +103,26 @@ def copy_completed_run(src: Path, dest: Path) -> Path:
     return dest
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Rule name -> job count that `snakemake --dry-run` plans in `workdir` (empty: nothing)."""
+def dry_run(workdir: Path, configfile: str | None, *args: str) -> tuple[dict[str, int], str]:
+    """Rule name -> job count of `snakemake --dry-run` in `workdir` (empty: nothing), and the
+    printed plan. `configfile`: an overlay, or None for config.yaml alone."""
     # --configfile last: it takes every argument up to the next flag
-    result = run_snakemake(workdir, "--dry-run", *args, "--configfile", "config/demo.yaml")
+    overlay = ["--configfile", configfile] if configfile else []
+    result = run_snakemake(workdir, "--dry-run", *args, *overlay)
     if result.returncode != 0:
-        raise AssertionError(f"dry run failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"dry run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     counts: dict[str, int] = {}
     lines = result.stdout.splitlines()
     if "Job stats:" not in lines:
-        return counts
+        return counts, result.stdout
     for line in lines[lines.index("Job stats:") + 3 :]:  # skip the header and its rule
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
             break
         counts[parts[0]] = int(parts[1])
-    return counts
+    return counts, result.stdout
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count that a dry run of the demo config plans in `workdir`."""
+    return dry_run(workdir, DEMO_CONFIG, *args)[0]

@@ -1,12 +1,23 @@
-"""Noise-model ablation (issue 6): the switch, the white-noise data, the table and the figure."""
+"""Noise-model ablation (docs/ablation.md): the switch, the white-noise data, table and figure."""
+
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from astropy.io import fits
-from conftest import copy_workflow, run_snakemake, write_config
+from conftest import (
+    DEMO_RESULTS,
+    REPO,
+    copy_workflow,
+    dry_run,
+    merged_config,
+    run_snakemake,
+    write_config,
+)
 
+from coaddbliss.config import ConfigError, validate_config
 from coaddbliss.metrics import (
     ABLATION_SCHEMA,
     POINT_ESTIMATE,
@@ -17,7 +28,8 @@ from coaddbliss.metrics import (
 )
 from coaddbliss.plotting import ablation_figure
 
-B = 865.0  # counts/pixel/exposure (SPEC §2)
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+B = 865.0  # counts/pixel/exposure (docs/method.md §2)
 ABLATION_RULES = {
     "ablation_simulate_images",
     "ablation_train_encoder",
@@ -28,20 +40,6 @@ ABLATION_RULES = {
 }
 
 
-def dry_run(workdir, configfile, *targets):
-    """Rule -> job count of a dry run with `configfile`, and the printed plan."""
-    result = run_snakemake(workdir, *targets, "--dry-run", "--configfile", configfile)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    counts = {}
-    for line in lines[lines.index("Job stats:") + 3 :]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts, result.stdout
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("ablation") / "repo")
@@ -49,8 +47,9 @@ def workdir(tmp_path_factory):
 
 # -- the switch ---------------------------------------------------------------------------------
 def test_switch_off_plans_no_ablation_job(workdir):
-    for config in ("config/demo.yaml", "config.yaml"):  # both ship with the switch off
-        assert yaml.safe_load((workdir / config).read_text())["ablation"]["enabled"] is False
+    assert yaml.safe_load((workdir / "config.yaml").read_text())["ablation"]["enabled"] is False
+    for overlay in (workdir / "config").glob("*.yaml"):  # none switches it on
+        assert "enabled" not in yaml.safe_load(overlay.read_text()).get("ablation", {})
     counts, _ = dry_run(workdir, "config/demo.yaml")
     assert not ABLATION_RULES & set(counts)
 
@@ -78,45 +77,47 @@ def test_switch_on_plans_exactly_the_white_jobs(workdir):
     # the physical side is the main workflow's: not one extra job
     assert {r: n for r, n in on.items() if r not in ABLATION_RULES} == off
     for path in (
-        "results/ablation/white/data/train/seed1/d10.fits",
-        "results/ablation/white/models/d5/seed1/encoder.pt",
-        "results/ablation/catalogs/train_white/test_physical/d10/seed1.parquet",
-        "results/ablation/catalogs/train_physical/test_white/d5/seed1.parquet",
-        "results/ablation/metrics/runs/train_white/test_white/d5/seed1.parquet",
-        "results/ablation/ablation.parquet",
-        "results/figures/ablation.png",
+        "ablation/white/data/train/seed1/d10.fits",
+        "ablation/white/models/d5/seed1/encoder.pt",
+        "ablation/catalogs/train_white/test_physical/d10/seed1.parquet",
+        "ablation/catalogs/train_physical/test_white/d5/seed1.parquet",
+        "ablation/metrics/runs/train_white/test_white/d5/seed1.parquet",
+        "ablation/ablation.parquet",
+        "figures/ablation.png",
+        "logs/ablation_infer_catalog/train_white/test_physical/d10/seed1.log",
     ):
-        assert path in plan, path
-    assert "results/ablation/catalogs/train_physical/test_physical" not in plan
+        assert f"{DEMO_RESULTS}/{path}" in plan, path
+    assert "ablation/catalogs/train_physical/test_physical" not in plan
 
 
 def test_white_encoder_trains_on_white_images_with_the_physical_truth(workdir):
     write_config(workdir, "on1", ablation={"enabled": True, "depths": [5], "seeds": [0]})
     _, plan = dry_run(
-        workdir, "config/on1.yaml", "results/ablation/white/models/d5/seed0/encoder.pt"
+        workdir, "config/on1.yaml", f"{DEMO_RESULTS}/ablation/white/models/d5/seed0/encoder.pt"
     )
     job = plan.split("rule ablation_train_encoder:")[1].split("rule ")[0]
     inputs = job.split("input:")[1].split("\n")[0]
-    assert "results/ablation/white/data/train/seed0/d5.fits" in inputs
-    assert "results/ablation/white/data/val/seed0/d5.fits" in inputs
-    assert "results/data/train/seed0/truth.parquet" in inputs  # shared with the physical set
-    assert "results/data/train/seed0/d5.fits" not in inputs
+    assert f"{DEMO_RESULTS}/ablation/white/data/train/seed0/d5.fits" in inputs
+    assert f"{DEMO_RESULTS}/ablation/white/data/val/seed0/d5.fits" in inputs
+    # the truth is shared with the physical set
+    assert f"{DEMO_RESULTS}/data/train/seed0/truth.parquet" in inputs
+    assert f"{DEMO_RESULTS}/data/train/seed0/d5.fits" not in inputs
 
 
 @pytest.mark.parametrize(
     ("ablation", "message"),
     [
-        ({"enabled": True, "depths": [25], "seeds": [0]}, "ablation.depths [25]"),
-        ({"enabled": True, "depths": [5], "seeds": [3]}, "ablation.seeds [3]"),
+        ({"enabled": True, "depths": [25], "seeds": [0]}, "'ablation.depths' [25]"),
+        ({"enabled": True, "depths": [5], "seeds": [3]}, "'ablation.seeds' [3]"),
         ({"enabled": True, "depths": [1], "seeds": [0]}, "ablation.depths"),
         ({"enabled": "yes", "depths": [5], "seeds": [0]}, "ablation.enabled"),
     ],
 )
 def test_bad_ablation_config_names_the_key(workdir, ablation, message):
+    # the workflow validates this merged config at parse time (test_config: before any job)
     write_config(workdir, "bad", ablation=ablation)
-    result = run_snakemake(workdir, "-n", "--configfile", "config/bad.yaml")
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(merged_config(workdir, "config/bad.yaml"), SCHEMA)
 
 
 # -- the white-noise data -------------------------------------------------------------------------
@@ -128,14 +129,15 @@ def _noise_stats(cube: np.ndarray, empty: np.ndarray) -> tuple[float, float]:
     return float(var), float(lag1)
 
 
+@pytest.mark.slow  # simulates: runs jobs
 def test_white_cube_is_white_and_shares_the_truth(workdir):
     d = 5
     write_config(
         workdir, "white", simulate={"depths": [d]}, data={"test_scenes": 150},
         ablation={"enabled": True, "depths": [d], "seeds": [0]},
     )  # fmt: skip
-    white_path = workdir / f"results/ablation/white/data/test/d{d}.fits"
-    physical_path = workdir / f"results/data/test/d{d}.fits"
+    white_path = workdir / DEMO_RESULTS / f"ablation/white/data/test/d{d}.fits"
+    physical_path = workdir / DEMO_RESULTS / f"data/test/d{d}.fits"
     result = run_snakemake(
         workdir, str(white_path.relative_to(workdir)), str(physical_path.relative_to(workdir)),
         "--cores", "2", "--configfile", "config/white.yaml",
@@ -146,7 +148,7 @@ def test_white_cube_is_white_and_shares_the_truth(workdir):
     assert white_header["NSTAGE"] == "after_alignment"
     assert physical_header["NSTAGE"] == "before_alignment"
     assert white_header["D"] == physical_header["D"] == d
-    truth = pd.read_parquet(workdir / "results/data/test/truth.parquet")
+    truth = pd.read_parquet(workdir / DEMO_RESULTS / "data/test/truth.parquet")
     n = white.shape[0]
     empty = np.ones(n, bool)
     empty[truth["image_id"].to_numpy()] = False
@@ -159,7 +161,7 @@ def test_white_cube_is_white_and_shares_the_truth(workdir):
     var_p, lag1_p = _noise_stats(physical, empty)
     assert var_p < 0.6 * B / d and lag1_p > 0.2
     # same stars: each image's light above the sky is the truth's flux (99.3-99.5 % inside the
-    # frame, SPEC §3), in both cubes, up to the noise of a sum over 88 x 88 pixels
+    # frame, docs/method.md §3), in both cubes, up to the noise of a sum over 88 x 88 pixels
     true_flux = np.bincount(truth["image_id"], weights=truth["flux"], minlength=n)
     noise_sd = np.sqrt(88 * 88 * B / d)
     for cube in (white, physical):
@@ -275,7 +277,8 @@ def test_tiny_ablation_runs_end_to_end(tmp_path):
         train={"epochs": 1}, evaluate={"bootstrap_replicates": 5},
         ablation={"enabled": True, "depths": [5], "seeds": [0]},
     )  # fmt: skip
-    table_path, png = "results/ablation/ablation.parquet", "results/figures/ablation.png"
+    table_path = f"{DEMO_RESULTS}/ablation/ablation.parquet"
+    png = f"{DEMO_RESULTS}/figures/ablation.png"
     result = run_snakemake(
         workdir, table_path, png, "--cores", "2", "--resources", "gpu=0",
         "--configfile", "config/tiny.yaml",
@@ -288,9 +291,9 @@ def test_tiny_ablation_runs_end_to_end(tmp_path):
     assert set(table["d"]) == {5} and set(table["seed"]) == {0, POOLED_SEED}
     assert (workdir / png).stat().st_size > 10_000
     # the white encoder was trained on the white cubes, one log per job
-    log = (workdir / "results/logs/ablation_train_encoder/d5/seed0.log").read_text()
+    log = (workdir / DEMO_RESULTS / "logs/ablation_train_encoder/d5/seed0.log").read_text()
     assert "epoch 1/1" in log
-    runs = workdir / "results/ablation/metrics/runs"
+    runs = workdir / DEMO_RESULTS / "ablation/metrics/runs"
     assert len(list(runs.rglob("*.parquet"))) == 3  # physical on physical: the main run
     # editing the library reruns exactly what depends on it (STYLE habit 3)
     targets = (table_path, png)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_CONFIG, DEMO_RESULTS, merged_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from recovery import recovery_table  # noqa: E402
@@ -11,10 +12,8 @@ from recovery import recovery_table  # noqa: E402
 
 @pytest.mark.slow
 def test_bright_stars_are_recovered_at_every_depth(demo_workdir):
-    import yaml
-
-    config = yaml.safe_load((demo_workdir / "config" / "demo.yaml").read_text())
-    rows = recovery_table(demo_workdir / "results", mag_max=21.0, tolerance=1.0)
+    config = merged_config(demo_workdir, DEMO_CONFIG)
+    rows = recovery_table(demo_workdir / DEMO_RESULTS, mag_max=21.0, tolerance=1.0)
     found = {(r["d"], r["seed"]) for r in rows}
     wanted = {(d, s) for d in config["simulate"]["depths"] for s in config["data"]["train_seeds"]}
     assert found == wanted

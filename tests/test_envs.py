@@ -91,8 +91,11 @@ def third_party_imports(script: Path) -> set[str]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # relative imports happen inside the (flat) coaddbliss package only
+                parts = ["coaddbliss"] if node.level else []
+                module = ".".join(parts + ([node.module] if node.module else []))
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
             else:
                 continue
             for name in names:

@@ -2,9 +2,8 @@
 
 After a complete run: editing plotting.py or a `figures` key plans figure jobs only; editing
 metrics.py plans the metrics and figure jobs only; touching nothing plans nothing. Each case
-edits a fresh `cp -a` copy (mtimes and .snakemake metadata kept) of one completed directory:
-conftest's `demo_workdir` (the whole demo workflow) once the encoder's rule `infer_catalog`
-exists, else a stand-in of the evaluation stages fed by hand-made upstream files.
+edits a fresh `cp -a` copy (mtimes and .snakemake metadata kept) of conftest's `demo_workdir`,
+where the whole demo workflow ran.
 """
 
 import os
@@ -14,9 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import REPO, copy_completed_run, planned_jobs, run_snakemake
-from evaluate_standin import has_rule, make_standin_workdir
+from conftest import DEMO_CONFIG, DEMO_RESULTS, copy_completed_run, planned_jobs, run_snakemake
 
 FIGURE_RULES = {"figure_scene", "figure_metrics", "figure_calibration"}
 METRIC_RULES = {"score_catalog", "aggregate_metrics"}
@@ -24,23 +21,10 @@ METRIC_RULES = {"score_catalog", "aggregate_metrics"}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def completed(request, tmp_path_factory) -> Path:
-    """A directory where the workflow (or its evaluation stages) ran to completion."""
-    if has_rule(REPO, "infer_catalog"):
-        return request.getfixturevalue("demo_workdir")
-    workdir = tmp_path_factory.mktemp("standin") / "repo"
-    workdir.mkdir()
-    make_standin_workdir(REPO, workdir, yaml.safe_load((REPO / "config/demo.yaml").read_text()))
-    run = run_snakemake(workdir, "--cores", "2", "--configfile", "config/demo.yaml")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return workdir
-
-
 @pytest.fixture
-def copy(completed, tmp_path) -> Path:
-    """A fresh copy of the completed directory."""
-    return copy_completed_run(completed, tmp_path / "copy")
+def copy(demo_workdir, tmp_path) -> Path:
+    """A fresh copy of the directory where the demo workflow ran to completion."""
+    return copy_completed_run(demo_workdir, tmp_path / "copy")
 
 
 def edit_source(path: Path) -> None:
@@ -60,7 +44,7 @@ def test_editing_plotting_redraws_figures_only(copy):
 
 
 def test_editing_a_figure_key_redraws_figures_only(copy):
-    path = copy / "config/demo.yaml"
+    path = copy / "config.yaml"  # the demo overlay leaves `figures` to config.yaml
     text = path.read_text()
     edited = re.sub(r"(?m)^(\s+dpi:\s*)(\d+)", lambda m: f"{m[1]}{int(m[2]) + 1}", text)
     assert edited != text
@@ -76,22 +60,22 @@ def test_editing_metrics_rescores_and_redraws_only(copy):
 
 
 def test_a_bad_catalog_fails_with_a_clear_message(copy):
-    catalog = sorted((copy / "results/catalogs").rglob("*.parquet"))[0]
+    catalog = sorted((copy / DEMO_RESULTS / "catalogs").rglob("*.parquet"))[0]
     df = pd.read_parquet(catalog)
     df.loc[df.index[:1], "image_id"] = 10**6  # outside every cube
     df.to_parquet(catalog)
-    d, seed = catalog.parent.name, catalog.stem  # results/catalogs/d{d}/seed{seed}.parquet
-    target = f"results/metrics/runs/encoder/{d}/{seed}.parquet"
-    run = run_snakemake(copy, "--cores", "1", "--force", target, "--configfile", "config/demo.yaml")
+    d, seed = catalog.parent.name, catalog.stem  # catalogs/d{d}/seed{seed}.parquet
+    target = f"{DEMO_RESULTS}/metrics/runs/encoder/{d}/{seed}.parquet"
+    run = run_snakemake(copy, "--cores", "1", "--force", target, "--configfile", DEMO_CONFIG)
     assert run.returncode != 0
-    log = (copy / f"results/logs/score_catalog/encoder/{d}/{seed}.log").read_text()
+    log = (copy / f"{DEMO_RESULTS}/logs/score_catalog/encoder/{d}/{seed}.log").read_text()
     assert "outside the image cube" in log and str(catalog.relative_to(copy)) in log
     assert "Traceback" not in log  # a message, not a stack
     assert not (copy / target).exists()
 
 
 def test_report_captions_every_figure(copy):
-    run = run_snakemake(copy, "--report", "report.html", "--configfile", "config/demo.yaml")
+    run = run_snakemake(copy, "--report", "report.html", "--configfile", DEMO_CONFIG)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     html = (copy / "report.html").read_text(errors="replace")
     for name in ("scene.png", "metrics.png", "calibration.png"):

@@ -1,6 +1,10 @@
 """The workflow as a user runs it: dry run, lint, the demo end to end, reruns, bad input."""
 
+import os
+import re
 import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,9 +13,13 @@ import yaml
 from astropy.io import fits
 from astropy.table import Table
 from conftest import (
+    DEMO_CONFIG,
+    DEMO_RESULTS,
     REPO,
     copy_completed_run,
     copy_workflow,
+    dry_run,
+    merged_config,
     planned_jobs,
     run_snakemake,
 )
@@ -42,8 +50,8 @@ def test_lint_is_clean(tmp_path):
 
 @pytest.mark.slow
 def test_demo_writes_the_data_contract(demo_workdir):
-    config = yaml.safe_load((demo_workdir / "config/demo.yaml").read_text())
-    results = demo_workdir / "results"
+    config = merged_config(demo_workdir, DEMO_CONFIG)
+    results = demo_workdir / DEMO_RESULTS
     with fits.open(results / "psf.fits") as hdul:
         assert hdul[0].data.shape[0] % 2 == 1 and "PSFSIG1" in hdul[0].header
     datasets = ["test"] + [
@@ -72,8 +80,8 @@ def test_demo_writes_the_data_contract(demo_workdir):
 
 @pytest.mark.slow
 def test_depths_of_a_split_are_paired(demo_workdir):
-    data = demo_workdir / "results/data/test"
-    depths = yaml.safe_load((demo_workdir / "config/demo.yaml").read_text())["simulate"]["depths"]
+    data = demo_workdir / DEMO_RESULTS / "data/test"
+    depths = merged_config(demo_workdir, DEMO_CONFIG)["simulate"]["depths"]
     coadds = [d for d in depths if d > 1]
     with fits.open(data / f"d{coadds[-1]}.fits") as deep:
         deep_dithers = deep["DITHERS"].data
@@ -103,31 +111,131 @@ def test_editing_a_module_reruns_what_depends_on_it(
     assert not (not_expected & planned)
 
 
+def simulate_test_cube(workdir):
+    """Remake the d = 1 test cube from the (damaged) inputs on disk; the job's log text."""
+    run = run_snakemake(
+        workdir, f"{DEMO_RESULTS}/data/test/d1.fits", "--cores", "1",
+        "--allowed-rules", "simulate_images",  # use the damaged inputs, do not remake them
+        "--configfile", DEMO_CONFIG,  # last: it takes every argument up to the next flag
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert not (workdir / DEMO_RESULTS / "data/test/d1.fits").exists()
+    return (workdir / DEMO_RESULTS / "logs/simulate_images/test.log").read_text()
+
+
 @pytest.mark.slow
 def test_corrupt_inputs_fail_with_the_file_named(demo_workdir, tmp_path):
     workdir = copy_completed_run(demo_workdir, tmp_path / "run")
-    results = workdir / "results"
+    results = workdir / DEMO_RESULTS
     (results / "psf.fits").write_bytes(b"not a FITS file")  # newer than its own inputs: kept
     (results / "data/test/d1.fits").unlink()
-    run = run_snakemake(
-        workdir, "results/data/test/d1.fits", "--cores", "1",
-        "--allowed-rules", "simulate_images",  # use the damaged inputs, do not remake them
-        "--configfile", "config/demo.yaml",  # last: it takes every argument up to the next flag
-    )  # fmt: skip
-    assert run.returncode != 0
-    log = (results / "logs/simulate_images/test.log").read_text()
-    assert "results/psf.fits" in log and "not a readable FITS file" in log
-    assert not (results / "data/test/d1.fits").exists()
+    log = simulate_test_cube(workdir)
+    assert f"{DEMO_RESULTS}/psf.fits" in log and "not a readable FITS file" in log
 
-    shutil.copy2(demo_workdir / "results/psf.fits", results / "psf.fits")
+    shutil.copy2(demo_workdir / DEMO_RESULTS / "psf.fits", results / "psf.fits")
     truth = results / "data/test/truth.parquet"
     pd.DataFrame({"image_id": [0], "x": [1.0]}).to_parquet(truth)  # wrong columns
-    run = run_snakemake(
-        workdir, "results/data/test/d1.fits", "--cores", "1",
-        "--allowed-rules", "simulate_images",  # use the damaged inputs, do not remake them
-        "--configfile", "config/demo.yaml",  # last: it takes every argument up to the next flag
-    )  # fmt: skip
-    assert run.returncode != 0
-    log = (results / "logs/simulate_images/test.log").read_text()
+    log = simulate_test_cube(workdir)
     assert "truth.parquet" in log and ("lacks" in log or "metadata" in log)
-    assert not (results / "data/test/d1.fits").exists()
+
+
+# -- code inputs: derived from each script's imports --------------------------------------------
+
+
+def test_every_rule_tracks_the_code_of_its_own_script():
+    """A rule that runs a workflow script takes script_sources(<that script>) as code input."""
+    checked = 0
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        text = smk.read_text()
+        assert "package_sources" not in text, f"{smk.name}: a hand-listed code input"
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.MULTILINE):
+            script = re.search(r"script:\s*\n\s+\"\.\./scripts/([\w.]+)\"", m.group(2))
+            if script:
+                assert f'code=script_sources("{script.group(1)}")' in m.group(2), m.group(1)
+                checked += 1
+    assert checked >= 12  # the parser sees the workflow's rules
+
+
+PROBE_RULE = """
+
+rule probe:
+    input:
+        code=script_sources("probe.py"),
+    output:
+        "probe.txt",
+    shell:
+        "touch {output}"
+"""
+#: A module tree that uses every import form, and the one module nobody imports.
+PROBE_MODULES = {
+    "probe_a.py": "from . import probe_b\nfrom .probe_c import THING\n",
+    "probe_b.py": "import coaddbliss.probe_d\n",
+    "probe_c.py": "THING = 1\n\n\ndef lazy():\n    from coaddbliss import probe_e  # noqa\n",
+    "probe_d.py": "",
+    "probe_e.py": "",
+    "probe_unused.py": "",
+}
+
+
+def test_code_inputs_follow_every_import_form(tmp_path):
+    """absolute, `from package import module`, relative and lazy imports, transitively."""
+    workdir = copy_workflow(tmp_path / "repo")
+    for name, text in PROBE_MODULES.items():
+        (workdir / "src/coaddbliss" / name).write_text(text)
+    (workdir / "workflow/scripts/probe.py").write_text("from coaddbliss.probe_a import probe_b\n")
+    with (workdir / "Snakefile").open("a") as f:
+        f.write(PROBE_RULE)
+    _, plan = dry_run(workdir, DEMO_CONFIG, "probe.txt")
+    job = plan.split("rule probe:")[1]
+    inputs = set(job.split("input: ")[1].split("\n")[0].split(", "))
+    probes = {Path(p).name for p in inputs if Path(p).name.startswith("probe_")}
+    assert probes == {f"probe_{c}.py" for c in "abcde"}
+    assert "src/coaddbliss/__init__.py" in inputs  # every import of the package runs it
+
+
+def fake_finished_run(workdir):
+    """Make every demo output exist (empty files of one mtime, newer than the code): a finished
+    run as Snakemake's modification-time check sees it, in seconds."""
+    out = run_snakemake(workdir, "--summary", "--configfile", DEMO_CONFIG)
+    assert out.returncode == 0, out.stderr[-3000:]
+    now = time.time()
+    for line in out.stdout.splitlines()[1:]:
+        path = workdir / line.split("\t")[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        os.utime(path, (now, now))
+
+
+def jobs_using(module, config):
+    """Demo jobs that rerun after an edit to `module`, by hand from the library's imports:
+    the rules whose script imports it (directly or not), and every job downstream of them."""
+    n_d, n_s = len(config["simulate"]["depths"]), len(config["data"]["train_seeds"])
+    encoder = {"train_encoder": n_d * n_s, "infer_catalog": n_d * n_s}
+    after_scores = {"aggregate_metrics": 1, "figure_metrics": 1, "figure_calibration": 1}
+    if module == "tiles":  # train.py and variational.py: the encoder's rules, not SEP's scores
+        return {**encoder, "score_catalog": n_d * n_s, **after_scores}
+    if module == "units":  # catalog, prior, baseline, limits: everything but the PSF image
+        n_sets = 1 + 2 * n_s
+        return {
+            "simulate_catalog": n_sets, "simulate_images": n_sets, **encoder,
+            "baseline_sep": n_d, "physical_limits": 1, "score_catalog": n_d * n_s + n_d,
+            "figure_scene": 1, **after_scores,
+        }  # fmt: skip
+    raise ValueError(module)
+
+
+@pytest.mark.parametrize("module", ["tiles", "units"])
+def test_editing_an_indirect_import_reruns_exactly_its_dependents(tmp_path, module):
+    """No script imports tiles.py or units.py itself: only the followed imports catch them."""
+    workdir = copy_workflow(tmp_path / "repo")
+    scripts = "".join(p.read_text() for p in (workdir / "workflow/scripts").glob("*.py"))
+    assert f"coaddbliss.{module} " not in scripts and f"import {module}" not in scripts
+    fake_finished_run(workdir)
+    assert dry_run(workdir, DEMO_CONFIG)[0] == {}, "a finished run plans nothing"
+    path = workdir / "src/coaddbliss" / f"{module}.py"
+    path.write_text(path.read_text() + "\n# an edit\n")
+    later = time.time() + 2  # strictly newer than every output, whatever the clock's grain
+    os.utime(path, (later, later))
+    planned = dry_run(workdir, DEMO_CONFIG)[0]
+    planned.pop("all")
+    assert planned == jobs_using(module, merged_config(workdir, DEMO_CONFIG))

@@ -1,6 +1,7 @@
 """Configuration validation: the JSON schema plus the checks a schema cannot express.
 
 Errors name the offending key (`data.test_scenes`) so a user fixes config.yaml, not a traceback.
+The workflow validates the merged config: config.yaml with any `--configfile` overlay on top.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+#: Image side every reader of the cubes assumes (images.read_cube, infer, the figures), pixels.
+IMAGE_SIZE = 88
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
@@ -22,41 +26,107 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return path or "<top level>"
 
 
+def _is_strict_int(checker: Any, instance: Any) -> bool:
+    """JSON-schema "integer" without 2.0: YAML's `epochs: 2.0` is a float, and a typo."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12 with one change: "integer" rejects floats that happen to be whole (2.0), which
+#: the standard accepts.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_int),
+)
+
+
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
-    """Validate `config` against the schema and the geometry; raise `ConfigError` if wrong."""
+    """Validate `config` against the schema and the cross-key checks; raise `ConfigError`."""
     schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
-        if error.validator == "additionalProperties":
-            raise ConfigError(f"config key {_key_path(error)!r}: {error.message}")
         raise ConfigError(f"config key {_key_path(error)!r}: {error.message}")
     check_geometry(config)
+    check_prior(config)
+    check_ranges(config)
+    check_ablation(config)
+
+
+def _fail(key: str, message: str) -> None:
+    raise ConfigError(f"config key {key!r} {message}")
 
 
 def check_geometry(config: dict[str, Any]) -> None:
-    """Cross-key checks: source square inside the frame, flux bounds ordered, tiles that fit."""
-    image, prior = config["image"], config["prior"]
+    """Frame, source square, encoder crop and tiles that the code can handle; odd PSF stamp."""
+    image, encoder = config["image"], config["encoder"]
     lo, hi, size = image["source_lo"], image["source_hi"], image["size"]
+    if size != IMAGE_SIZE:
+        _fail("image.size", f"({size}) must be {IMAGE_SIZE}: the cube readers assume 88 x 88")
     if not lo < hi:
-        raise ConfigError(f"config key 'image.source_lo' ({lo}) must be < 'image.source_hi' ({hi})")
+        _fail("image.source_lo", f"({lo}) must be < 'image.source_hi' ({hi})")
     if hi > size:
-        raise ConfigError(
-            f"config key 'image.source_hi' ({hi}) lies outside the {size}-pixel frame"
-        )
-    if not prior["flux_min"] < prior["flux_max"]:
-        raise ConfigError(
-            f"config key 'prior.flux_min' ({prior['flux_min']}) must be < "
-            f"'prior.flux_max' ({prior['flux_max']})"
-        )
+        _fail("image.source_hi", f"({hi}) lies outside the {size}-pixel frame")
     if config["psf"]["stamp_size"] % 2 != 1:
-        raise ConfigError("config key 'psf.stamp_size' must be odd so the PSF has a centre pixel")
-    tile = config.get("encoder", {}).get("tile_size")
-    if tile is not None and (hi - lo) % tile != 0:
-        raise ConfigError(
-            f"config key 'encoder.tile_size' ({tile}) must divide the source square ({hi - lo} px)"
+        _fail("psf.stamp_size", "must be odd so the PSF has a centre pixel")
+    tile, margin = encoder["tile_size"], encoder["margin"]
+    if (hi - lo) % tile != 0:
+        _fail("encoder.tile_size", f"({tile}) must divide the source square ({hi - lo} px)")
+    if margin % tile != 0:
+        _fail("encoder.margin", f"({margin}) must be a multiple of 'encoder.tile_size' ({tile})")
+    if lo - margin < 0 or hi + margin > size:
+        _fail(
+            "encoder.margin",
+            f"({margin}): the encoder's crop [{lo - margin}, {hi + margin}) of "
+            f"'image.source_lo'/'image.source_hi' leaves the {size}-pixel frame",
         )
+
+
+def check_prior(config: dict[str, Any]) -> None:
+    """Flux bounds ordered; a Poisson mean the truncation can honour."""
+    prior = config["prior"]
+    if not prior["flux_min"] < prior["flux_max"]:
+        _fail(
+            "prior.flux_min",
+            f"({prior['flux_min']}) must be < 'prior.flux_max' ({prior['flux_max']})",
+        )
+    # Counts above max_sources are redrawn (prior.Prior.sample). With an integer max_sources
+    # >= the mean, P(n <= max_sources) >= 1/2 (a Poisson's median is at most mean + 1/3), so each
+    # scene needs fewer than 2 draws on average and the truncation keeps at least half the
+    # Poisson's mass. A mean far above the cap makes the loop spin (P(n <= 8) = 2e-6 for mean 30:
+    # ~500 000 draws per scene) and the prior a spike at max_sources the mean no longer describes.
+    if prior["mean_sources"] > prior["max_sources"]:
+        _fail(
+            "prior.mean_sources",
+            f"({prior['mean_sources']}) must be <= 'prior.max_sources' ({prior['max_sources']})",
+        )
+
+
+def check_ranges(config: dict[str, Any]) -> None:
+    """Magnitude ranges that are not empty; a bootstrap band that is an interval."""
+    for section in ("evaluate", "limits"):
+        lo, hi = config[section]["mag_min"], config[section]["mag_max"]
+        if not lo < hi:
+            _fail(f"{section}.mag_min", f"({lo}) must be < '{section}.mag_max' ({hi})")
+    lower, upper = config["evaluate"]["band"]
+    if not 0 <= lower < upper <= 1:
+        _fail("evaluate.band", f"({[lower, upper]}) must be two increasing quantiles in [0, 1]")
+
+
+def check_ablation(config: dict[str, Any]) -> None:
+    """The ablation's physical half is the main workflow's own data and encoders: it must exist."""
+    ablation = config["ablation"]
+    if not ablation["enabled"]:
+        return
+    if config["simulate"]["noise_stage"] != "before_alignment":
+        _fail(
+            "ablation.enabled",
+            "needs 'simulate.noise_stage': before_alignment (the physical side of the comparison)",
+        )
+    for key, main_key in (("depths", "simulate.depths"), ("seeds", "data.train_seeds")):
+        section, name = main_key.split(".")
+        main_values = config[section][name]
+        if missing := sorted(set(ablation[key]) - set(main_values)):
+            _fail(f"ablation.{key}", f"{missing} not in '{main_key}' {main_values}")
 
 
 def load_config(path: str | os.PathLike, schema_path: str | os.PathLike) -> dict[str, Any]:

@@ -1,28 +1,21 @@
-# Stage 'ablation' (issue 6): how much does the original code's white-noise shortcut (noise drawn
-# after alignment) matter? Encoders trained on white-noise coadds and the main workflow's
-# physical encoders each catalog both kinds of test coadds; every cell is scored by the shared
-# metrics code. Only planned when config `ablation.enabled` (input functions: common.smk).
+# Stage 'ablation' (docs/ablation.md): how much does the original code's white-noise shortcut
+# (noise drawn after alignment) matter? Encoders trained on white-noise coadds and the main
+# workflow's physical encoders each catalog both kinds of test coadds; every cell is scored by
+# the shared metrics code. Only planned when config `ablation.enabled` (input functions:
+# common.smk). Physical on physical is the main workflow's catalog and run table: not recomputed.
 #
-#   results/ablation/white/data/{dataset}/d{d}.fits                  white-noise cubes (truth
-#                                                                    shared with results/data)
-#   results/ablation/white/models/d{d}/seed{seed}/encoder.pt         white-noise encoders
-#   results/ablation/catalogs/train_{train}/test_{test}/d{d}/seed{seed}.parquet
-#   results/ablation/metrics/runs/train_{train}/test_{test}/d{d}/seed{seed}.parquet
-#   results/ablation/ablation.parquet                                the tidy table
-#   results/figures/ablation.{png,pdf}                               the figure
-#
-# Physical on physical is the main workflow's catalog and run table: it is not recomputed.
+# The white-noise rules are the main rules (`use rule ... with:`): same script, code inputs,
+# params, threads, resources and env by construction; only paths and the noise stage change.
 
-ABLATION_CUBE = "results/ablation/white/data/{dataset}/d{d}.fits"
-ABLATION_CKPT = "results/ablation/white/models/d{d}/seed{seed}/encoder.pt"
-ABLATION_HISTORY = "results/ablation/white/models/d{d}/seed{seed}/history.tsv"
-ABLATION_CATALOG = (
-    "results/ablation/catalogs/train_{train}/test_{test}/d{d}/seed{seed}.parquet"
-)
-ABLATION_RUN = (
-    "results/ablation/metrics/runs/train_{train}/test_{test}/d{d}/seed{seed}.parquet"
-)
-ABLATION_TABLE = "results/ablation/ablation.parquet"
+# white-noise cubes; their truth is the physical data set's TRUTH_CATALOG
+ABLATION_CUBE = result_path("ablation/white/data/{dataset}/d{d}.fits")
+ABLATION_CKPT = result_path("ablation/white/models/d{d}/seed{seed}/encoder.pt")
+ABLATION_HISTORY = result_path("ablation/white/models/d{d}/seed{seed}/history.tsv")
+#: one cell (train noise, test noise) of one run (d, seed)
+ABLATION_CELL = "train_{train}/test_{test}/d{d}/seed{seed}"
+ABLATION_CATALOG = result_path(f"ablation/catalogs/{ABLATION_CELL}.parquet")
+ABLATION_RUN = result_path(f"ablation/metrics/runs/{ABLATION_CELL}.parquet")
+ABLATION_TABLE = result_path("ablation/ablation.parquet")
 
 
 wildcard_constraints:
@@ -30,45 +23,25 @@ wildcard_constraints:
     test="|".join(NOISE_MODELS),
 
 
-rule ablation_simulate_images:
-    input:
-        psf=rules.psf.output.fits,
-        truth=rules.simulate_catalog.output.truth,  # the physical data set's own catalog: paired
-        code=package_sources("simulate", "psf", "rng", "images", "catalog"),
+use rule simulate_images as ablation_simulate_images with:
     output:
         cubes=expand(ABLATION_CUBE, d=ABLATION_DEPTHS, allow_missing=True),
     log:
         log_path("ablation_simulate_images", "{dataset}"),
     benchmark:
         benchmark_path("ablation_simulate_images", "{dataset}")
-    conda:
-        "../../envs/sim.yaml"
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=60,
     params:
-        survey=config["survey"],
-        image=config["image"],
-        split=lambda wc: dataset_split(wc.dataset),
-        seed=lambda wc: dataset_seed(wc.dataset),
         depths=ABLATION_DEPTHS,
-        noise=config["simulate"]["noise"],
-        noise_stage="after_alignment",  # the only difference from rule simulate_images
-        chunk_size=config["simulate"]["chunk_size"],
-    script:
-        "../scripts/simulate_images.py"
+        noise_stage="after_alignment",  # the white-noise shortcut: the point of the ablation
 
 
-rule ablation_train_encoder:
+use rule train_encoder as ablation_train_encoder with:
     input:
         train_cube=ABLATION_CUBE.format(dataset="train/seed{seed}", d="{d}"),
-        train_truth=TRUTH_CATALOG.format(dataset="train/seed{seed}"),
+        train_truth=rules.train_encoder.input.train_truth,  # paired with the physical data
         val_cube=ABLATION_CUBE.format(dataset="val/seed{seed}", d="{d}"),
-        val_truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
-        code=package_sources(
-            "encoder", "train", "tiles", "variational", "images", "catalog"
-        ),
+        val_truth=rules.train_encoder.input.val_truth,
+        code=rules.train_encoder.input.code,
     output:
         ckpt=ABLATION_CKPT,
         history=ABLATION_HISTORY,
@@ -76,97 +49,41 @@ rule ablation_train_encoder:
         log_path("ablation_train_encoder", "d{d}", "seed{seed}"),
     benchmark:
         benchmark_path("ablation_train_encoder", "d{d}", "seed{seed}")
-    conda:
-        "../../envs/torch.yaml"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
-    params:
-        # the same slices as rule train_encoder: a fair comparison
-        encoder=config["encoder"],
-        image=config["image"],
-        train=config["train"],
-    script:
-        "../scripts/train_encoder.py"
 
 
-rule ablation_infer_catalog:
+use rule infer_catalog as ablation_infer_catalog with:
     input:
         ckpt=ablation_encoder,
         cube=ablation_test_cube,
-        code=package_sources("encoder", "infer", "train", "variational", "catalog"),
+        code=rules.infer_catalog.input.code,
     output:
         catalog=ABLATION_CATALOG,
     log:
-        log_path(
-            "ablation_infer_catalog",
-            "train_{train}",
-            "test_{test}",
-            "d{d}",
-            "seed{seed}",
-        ),
+        log_path("ablation_infer_catalog", ABLATION_CELL),
     benchmark:
-        benchmark_path(
-            "ablation_infer_catalog",
-            "train_{train}",
-            "test_{test}",
-            "d{d}",
-            "seed{seed}",
-        )
-    conda:
-        "../../envs/torch.yaml"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=2000,
-        runtime=30,
-    params:
-        encoder=config["encoder"],
-        image=config["image"],
-        infer=config["infer"],
-    script:
-        "../scripts/infer_catalog.py"
+        benchmark_path("ablation_infer_catalog", ABLATION_CELL)
 
 
-rule ablation_score_catalog:
+use rule score_catalog as ablation_score_catalog with:
     input:
         truth=TEST_TRUTH,  # the same catalog behind both test cubes
         cube=ablation_test_cube,
         catalog=rules.ablation_infer_catalog.output.catalog,
-        code=package_sources("metrics", "catalog", "images"),
+        code=rules.score_catalog.input.code,
     output:
         table=ABLATION_RUN,
     log:
-        log_path(
-            "ablation_score_catalog",
-            "train_{train}",
-            "test_{test}",
-            "d{d}",
-            "seed{seed}",
-        ),
+        log_path("ablation_score_catalog", ABLATION_CELL),
     benchmark:
-        benchmark_path(
-            "ablation_score_catalog",
-            "train_{train}",
-            "test_{test}",
-            "d{d}",
-            "seed{seed}",
-        )
-    conda:
-        "../../envs/analysis.yaml"
+        benchmark_path("ablation_score_catalog", ABLATION_CELL)
     params:
-        evaluate={k: v for k, v in config["evaluate"].items() if k != "band"},  # as score_catalog
-        method=lambda wc: f"train_{wc.train}/test_{wc.test}",
-    script:
-        "../scripts/score_catalog.py"
+        method=lambda wc: f"train_{wc.train}/test_{wc.test}",  # the run's label in its table
 
 
 rule ablation_table:
     input:
         runs=ablation_runs,
-        code=package_sources("metrics"),
+        code=script_sources("ablation_table.py"),
     output:
         table=ABLATION_TABLE,
     log:
@@ -183,14 +100,9 @@ rule ablation_table:
 rule figure_ablation:
     input:
         table=rules.ablation_table.output.table,
-        code=package_sources("plotting"),
+        code=script_sources("figure_ablation.py"),
     output:
-        png=report(
-            FIGURE.format(name="ablation", ext="png"),
-            caption="../report/ablation.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE.format(name="ablation", ext="pdf"),
+        **figure_output("ablation"),
     log:
         log_path("figure_ablation", "ablation"),
     conda:

@@ -1,12 +1,13 @@
-# Stage 'baseline': what a user gets without an encoder (SEP) and what nobody can beat (limits).
+# Stage 'baseline': what a user gets without an encoder (SEP) and what nobody can beat (limits);
+# docs/baseline-and-limits.md.
 
-LIMITS_TABLE = "results/metrics/limits.parquet"
-SEP_CATALOG = "results/baselines/sep/d{d}.parquet"
+LIMITS_TABLE = result_path("metrics/limits.parquet")
+SEP_CATALOG = result_path("baselines/sep/d{d}.parquet")
 
 
 rule physical_limits:
     input:
-        code=package_sources("limits", "psf", "units"),
+        code=script_sources("physical_limits.py"),
     output:
         table=LIMITS_TABLE,
     log:
@@ -27,7 +28,7 @@ rule baseline_sep:
     input:
         cube=expand(IMAGE_CUBE, dataset="test", allow_missing=True),
         psf=rules.psf.output.fits,
-        code=package_sources("baseline", "psf", "catalog", "images", "units"),
+        code=script_sources("baseline_sep.py"),
     output:
         catalog=SEP_CATALOG,
     log:

@@ -1,4 +1,7 @@
-# Shared by every stage: config validation, wildcard constraints, path helpers.
+# Shared by every stage: config validation, the results root, wildcard constraints, path and
+# code-input helpers, and the targets and input functions of `rule all` and the stages.
+import ast
+import functools
 import os
 import sys
 from pathlib import Path
@@ -6,15 +9,20 @@ from pathlib import Path
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the library, importable even before `pip install -e .`
 # Jobs (local, conda envs, SLURM) import the library from this checkout: the code that
-# package_sources() tracks, not whatever copy an environment may have installed.
+# script_sources() tracks, not whatever copy an environment may have installed.
 os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")]))
 )
 
 from coaddbliss.config import validate_config  # noqa: E402
 
-# Stop before any job runs when config.yaml is wrong, naming the key.
+# Stop before any job runs when the config is wrong, naming the key. `config` is config.yaml
+# with any --configfile overlay already merged over it (recursively, by Snakemake).
 validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+#: Every output of this config (data, models, metrics, figures, logs, benchmarks) lives here:
+#: one root per config name, so the paper, demo and large runs never overwrite each other.
+RESULTS = f"results/{config['name']}"
 
 DEPTHS = [int(d) for d in config["simulate"]["depths"]]
 TRAIN_SEEDS = [int(s) for s in config["data"]["train_seeds"]]
@@ -28,6 +36,21 @@ wildcard_constraints:
     d=r"\d+",
     seed=r"\d+",
     dataset=r"test|(train|val)/seed\d+",
+
+
+def result_path(template):
+    """A path template under this config's results root: results/{name}/TEMPLATE."""
+    return f"{RESULTS}/{template}"
+
+
+def log_path(rule_name, *parts):
+    """One log per job: results/{name}/logs/{rule}/{parts}.log."""
+    return result_path(os.path.join("logs", rule_name, *parts) + ".log")
+
+
+def benchmark_path(rule_name, *parts):
+    """One benchmark table per heavy job: results/{name}/benchmarks/{rule}/{parts}.tsv."""
+    return result_path(os.path.join("benchmarks", rule_name, *parts) + ".tsv")
 
 
 def dataset_split(dataset):
@@ -47,20 +70,55 @@ def dataset_size(dataset):
     return int(config["data"][f"{dataset_split(dataset)}_scenes"])
 
 
-def package_sources(*modules):
-    """Library modules a rule's output depends on: editing one reruns exactly those rules."""
-    # relative to the working directory: a moved or copied checkout keeps the same inputs
-    return [os.path.relpath(SRC / "coaddbliss" / f"{m}.py") for m in modules]
+# -- code inputs: the library files a rule's script imports, directly or not ------------------
+# Snakemake only notices edits to a rule's `script:` file. Taking the library files the script
+# imports as inputs (followed through the package, whatever the modules are called) makes an
+# edit to any of them rerun exactly the rules that run that code, and what depends on them.
 
 
-def log_path(rule_name, *parts):
-    """One log per job: results/logs/{rule}/{parts}.log."""
-    return os.path.join("results", "logs", rule_name, *parts) + ".log"
+def _module_file(parts):
+    """The file of module `parts` (('coaddbliss', 'x') -> src/coaddbliss/x.py), or None."""
+    base = SRC.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
 
 
-def benchmark_path(rule_name, *parts):
-    """One benchmark table per heavy job: results/benchmarks/{rule}/{parts}.tsv."""
-    return os.path.join("results", "benchmarks", rule_name, *parts) + ".tsv"
+def _imported_modules(path, package):
+    """Parts of every module a file imports, lazy imports too; relative ones from `package`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [tuple(a.name.split(".")) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and not package:
+                continue  # a relative import outside the package: not the library
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            target = base + tuple(node.module.split(".") if node.module else ())
+            # `from m import name`: name may be a submodule of m, or just an attribute
+            found += [target] + [target + (a.name,) for a in node.names]
+    return found
+
+
+@functools.cache
+def script_sources(script):
+    """src/coaddbliss files that workflow/scripts/SCRIPT imports, directly or not (cwd-relative)."""
+    todo = [(Path(workflow.basedir) / "workflow" / "scripts" / script, ())]
+    seen = set()
+    while todo:
+        path, package = todo.pop()
+        for parts in _imported_modules(path, package):
+            if parts[:1] != ("coaddbliss",):
+                continue
+            # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+            for n in range(1, len(parts) + 1):
+                file = _module_file(parts[:n])
+                if file is not None and file not in seen:
+                    seen.add(file)
+                    is_package = file.name == "__init__.py"
+                    todo.append((file, parts[:n] if is_package else parts[: n - 1]))
+    return sorted(os.path.relpath(f) for f in seen)
 
 
 # -- what `rule all` asks for, stage by stage (path templates live in each stage's .smk) ------
@@ -81,27 +139,39 @@ def infer_targets():
     return expand(ENCODER_CATALOG, d=DEPTHS, seed=TRAIN_SEEDS)
 
 
+def baseline_targets():
+    """Physical limits and the SEP baseline's catalog of the test split at every depth."""
+    return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)
+
+
 def evaluate_targets():
-    """The aggregate metrics table, once some rule writes catalogs to score."""
-    return [METRICS_TABLE] if scored_methods() else []
+    """The aggregate metrics table (METRICS_TABLE: evaluate.smk)."""
+    return [METRICS_TABLE]
 
 
 def figures_targets():
-    """Figure 1 once the test images have a rule; figure 2 and calibration once metrics do."""
-    targets = []
-    if workflow.is_rule("simulate_images"):
-        targets += rules.figure_scene.output
-    if scored_methods():
-        targets += rules.figure_metrics.output + rules.figure_calibration.output
-    return targets
+    """Figure 1 (a test scene), figure 2 (metrics) and the calibration figure."""
+    return (
+        rules.figure_scene.output
+        + rules.figure_metrics.output
+        + rules.figure_calibration.output
+    )
 
 
-# -- evaluate, figures (issue 4): input functions (path templates live in evaluate.smk) --------
+def figure_output(name):
+    """Outputs of figure NAME (FIGURE: figures.smk): png, in the report with the caption
+    workflow/report/NAME.rst, and pdf."""
+    return {
+        "png": report(
+            FIGURE.format(name=name, ext="png"),
+            caption=f"../report/{name}.rst",
+            category="Figures",
+        ),
+        "pdf": FIGURE.format(name=name, ext="pdf"),
+    }
 
 
-def scored_methods():
-    """Methods whose catalogs some rule of this workflow writes (encoder, sep)."""
-    return [m for m, rule in CATALOG_RULES.items() if workflow.is_rule(rule)]
+# -- evaluate: input functions (path templates live in evaluate.smk; docs/evaluation.md) ------
 
 
 def method_runs(method):
@@ -123,56 +193,23 @@ def metrics_runs(wildcards=None):
     """Every run table the aggregate collects."""
     return [
         METRICS_RUN.format(method=m, d=d, seed=s)
-        for m in scored_methods()
+        for m in CATALOG_PATHS
         for d, s in method_runs(m)
     ]
 
 
-def limits_table(wildcards=None):
-    """The physical-limits table (issue 6) when rule physical_limits exists, else nothing."""
-    return (
-        [rules.physical_limits.output.table]
-        if workflow.is_rule("physical_limits")
-        else []
-    )
-
-
-def baseline_targets():
-    """Physical limits and the SEP baseline's catalog of the test split at every depth."""
-    return [LIMITS_TABLE] + expand(SEP_CATALOG, d=DEPTHS)
-
-
-# -- noise-model ablation (issue 6): targets and input functions (templates: ablation.smk) ------
+# -- noise-model ablation (docs/ablation.md): targets and input functions (ablation.smk) -------
+# Cross-key checks of the `ablation` section (depths, seeds, noise stage): coaddbliss.config.
 
 ABLATION = config["ablation"]
 ABLATION_ENABLED = bool(ABLATION["enabled"])
 ABLATION_DEPTHS = [int(d) for d in ABLATION["depths"]]
 ABLATION_SEEDS = [int(s) for s in ABLATION["seeds"]]
 #: Noise models: "physical" = the main workflow's data and encoders (config simulate.noise_stage),
-#: "white" = noise drawn after alignment (the original code's shortcut), results/ablation/white.
+#: "white" = noise drawn after alignment (the original code's shortcut), results/{name}/ablation.
 NOISE_MODELS = ("physical", "white")
 #: (train noise, test noise) of every cell of the ablation, in table order.
 ABLATION_COMBOS = [(tr, te) for tr in NOISE_MODELS for te in NOISE_MODELS]
-
-if ABLATION_ENABLED:
-    # The physical half is the main workflow's own data, encoders and scores: it must exist.
-    if config["simulate"]["noise_stage"] != "before_alignment":
-        raise ValueError(
-            "config: ablation.enabled needs simulate.noise_stage: before_alignment "
-            "(the physical side of the comparison)"
-        )
-    for key, values, main_key, main_values in (
-        ("depths", ABLATION_DEPTHS, "simulate.depths", DEPTHS),
-        ("seeds", ABLATION_SEEDS, "data.train_seeds", TRAIN_SEEDS),
-    ):
-        if missing := sorted(set(values) - set(main_values)):
-            raise ValueError(
-                f"config: ablation.{key} {missing} not in {main_key} {main_values}"
-            )
-#: White-noise data sets of the ablation: the test split and each ablation seed's train/val.
-ABLATION_DATASETS = ["test"] + [
-    f"{sp}/seed{s}" for sp in ("train", "val") for s in ABLATION_SEEDS
-]
 
 
 def ablation_targets():
@@ -196,7 +233,7 @@ def ablation_test_cube(wildcards):
 
 def ablation_runs(wildcards=None):
     """Run tables of every (train, test, d, seed) cell, in ABLATION_COMBOS order per (d, seed);
-    physical on physical is the main workflow's run (results/metrics/runs/encoder/...).
+    physical on physical is the main workflow's run (METRICS_RUN of method encoder).
     """
     return [
         (

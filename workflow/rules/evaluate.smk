@@ -1,24 +1,16 @@
-# Stage 'evaluate' (issue 4, SPEC §6): score every predicted catalog of the test split against
-# the truth, per run (method, d, seed), then aggregate the runs into one tidy table.
+# Stage 'evaluate' (docs/evaluation.md, docs/method.md §6): score every predicted catalog of the
+# test split against the truth, per run (method, d, seed), then aggregate the runs into one tidy
+# table: point estimates and bootstrap replicates per run; per seed and pooled, with bands.
 #
-#   results/metrics/runs/{method}/d{d}/seed{seed}.parquet   point estimates + bootstrap replicates
-#   results/metrics/metrics.parquet                         per seed and pooled, with bands
-#
-# Methods: "encoder" (results/catalogs/d{d}/seed{seed}.parquet, rule infer_catalog) and "sep"
-# (results/baselines/sep/d{d}.parquet, rule baseline_sep; one pseudo-seed, 0), each included
-# once the rule that writes its catalogs exists.
+# Methods: "encoder" (ENCODER_CATALOG, rule infer_catalog) and "sep" (SEP_CATALOG, rule
+# baseline_sep; one pseudo-seed, 0).
 
 TEST_TRUTH = TRUTH_CATALOG.format(dataset="test")  # templates of simulate.smk
 TEST_CUBE = IMAGE_CUBE.replace("{dataset}", "test")  # keeps the {d} wildcard
-CATALOG_PATHS = {
-    "encoder": "results/catalogs/d{d}/seed{seed}.parquet",
-    "sep": "results/baselines/sep/d{d}.parquet",
-}
-#: The rule that writes each method's catalogs (the method is scored once that rule exists).
-CATALOG_RULES = {"encoder": "infer_catalog", "sep": "baseline_sep"}
+CATALOG_PATHS = {"encoder": ENCODER_CATALOG, "sep": SEP_CATALOG}
 SEP_PSEUDO_SEED = 0
-METRICS_RUN = "results/metrics/runs/{method}/d{d}/seed{seed}.parquet"
-METRICS_TABLE = "results/metrics/metrics.parquet"
+METRICS_RUN = result_path("metrics/runs/{method}/d{d}/seed{seed}.parquet")
+METRICS_TABLE = result_path("metrics/metrics.parquet")
 
 
 rule score_catalog:
@@ -26,7 +18,7 @@ rule score_catalog:
         truth=TEST_TRUTH,
         cube=TEST_CUBE,
         catalog=predicted_catalog,  # functions: common.smk
-        code=package_sources("metrics", "catalog", "images"),
+        code=script_sources("score_catalog.py"),
     output:
         table=METRICS_RUN,
     log:
@@ -46,7 +38,7 @@ rule score_catalog:
 rule aggregate_metrics:
     input:
         runs=metrics_runs,
-        code=package_sources("metrics"),
+        code=script_sources("aggregate_metrics.py"),
     output:
         table=METRICS_TABLE,
     log:

@@ -1,26 +1,18 @@
-# Stage 'figures' (issue 4): the paper's figures from the metrics table and the test images.
-# Plotting never shares a rule with computing: editing plotting.py or a `figures` config key
-# redraws these and nothing else.
-#
-#   results/figures/scene.{png,pdf}         figure 1: one test scene at every depth
-#   results/figures/metrics.{png,pdf}       figure 2: precision, recall, flux residual vs mag
-#   results/figures/calibration.{png,pdf}   realized vs nominal coverage per d
+# Stage 'figures' (docs/evaluation.md): the paper's figures from the metrics table and the test
+# images. Plotting never shares a rule with computing: editing plotting.py or a `figures` config
+# key redraws these and nothing else. Figure 1: one test scene at every depth; figure 2:
+# precision, recall, flux residual vs mag; calibration: realized vs nominal coverage per d.
 
-FIGURE = "results/figures/{name}.{ext}"
+FIGURE = result_path("figures/{name}.{ext}")
 
 
 rule figure_scene:
     input:
         truth=TEST_TRUTH,
         cubes=expand(TEST_CUBE, d=DEPTHS),
-        code=package_sources("plotting", "metrics", "images", "catalog"),
+        code=script_sources("figure_scene.py"),
     output:
-        png=report(
-            FIGURE.format(name="scene", ext="png"),
-            caption="../report/scene.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE.format(name="scene", ext="pdf"),
+        **figure_output("scene"),
     log:
         log_path("figure_scene", "scene"),
     conda:
@@ -34,15 +26,10 @@ rule figure_scene:
 rule figure_metrics:
     input:
         table=rules.aggregate_metrics.output.table,
-        limits=limits_table,  # none until rule physical_limits exists
-        code=package_sources("plotting"),
+        limits=[rules.physical_limits.output.table],  # a list: the script takes 0 or 1
+        code=script_sources("figure_metrics.py"),
     output:
-        png=report(
-            FIGURE.format(name="metrics", ext="png"),
-            caption="../report/metrics.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE.format(name="metrics", ext="pdf"),
+        **figure_output("metrics"),
     log:
         log_path("figure_metrics", "metrics"),
     conda:
@@ -56,14 +43,9 @@ rule figure_metrics:
 rule figure_calibration:
     input:
         table=rules.aggregate_metrics.output.table,
-        code=package_sources("plotting"),
+        code=script_sources("figure_calibration.py"),
     output:
-        png=report(
-            FIGURE.format(name="calibration", ext="png"),
-            caption="../report/calibration.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE.format(name="calibration", ext="pdf"),
+        **figure_output("calibration"),
     log:
         log_path("figure_calibration", "calibration"),
     conda:

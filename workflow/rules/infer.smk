@@ -1,13 +1,14 @@
-# Stage 'infer': each trained encoder catalogs the shared test split of its depth (SPEC §5, §8).
+# Stage 'infer': each trained encoder catalogs the shared test split of its depth
+# (docs/method.md §5, §8).
 
-ENCODER_CATALOG = "results/catalogs/d{d}/seed{seed}.parquet"
+ENCODER_CATALOG = result_path("catalogs/d{d}/seed{seed}.parquet")
 
 
 rule infer_catalog:
     input:
         ckpt=rules.train_encoder.output.ckpt,
         cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
-        code=package_sources("encoder", "infer", "train", "variational", "catalog"),
+        code=script_sources("infer_catalog.py"),
     output:
         catalog=ENCODER_CATALOG,
     log:

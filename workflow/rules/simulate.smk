@@ -1,13 +1,14 @@
-# Stage 'simulate': PSF image, truth catalogs, single-exposure and coadd image cubes (SPEC §3-§4).
+# Stage 'simulate': PSF image, truth catalogs, single-exposure and coadd image cubes
+# (docs/method.md §3-§4).
 
-PSF_FITS = "results/psf.fits"
-TRUTH_CATALOG = "results/data/{dataset}/truth.parquet"
-IMAGE_CUBE = "results/data/{dataset}/d{d}.fits"
+PSF_FITS = result_path("psf.fits")
+TRUTH_CATALOG = result_path("data/{dataset}/truth.parquet")
+IMAGE_CUBE = result_path("data/{dataset}/d{d}.fits")
 
 
 rule psf:
     input:
-        code=package_sources("psf"),
+        code=script_sources("make_psf.py"),
     output:
         fits=PSF_FITS,
     log:
@@ -23,7 +24,7 @@ rule psf:
 
 rule simulate_catalog:
     input:
-        code=package_sources("prior", "rng", "catalog"),
+        code=script_sources("simulate_catalog.py"),
     output:
         truth=TRUTH_CATALOG,
     log:
@@ -44,7 +45,7 @@ rule simulate_images:
     input:
         psf=rules.psf.output.fits,
         truth=rules.simulate_catalog.output.truth,
-        code=package_sources("simulate", "psf", "rng", "images", "catalog"),
+        code=script_sources("simulate_images.py"),
     output:
         # every depth in one pass: depth d averages the first d of the scene's exposures
         cubes=expand(IMAGE_CUBE, d=DEPTHS, allow_missing=True),

@@ -1,9 +1,9 @@
-# Stage 'train': one FAVI encoder per depth d and training seed (SPEC §5).
-# A killed job resumes from results/models/d{d}/seed{seed}/resume.pt (undeclared on purpose:
-# Snakemake deletes declared outputs before a rerun, and keeps this file).
+# Stage 'train': one FAVI encoder per depth d and training seed (docs/method.md §5).
+# A killed job resumes from resume.pt next to ENCODER_CKPT (undeclared on purpose: Snakemake
+# deletes declared outputs before a rerun, and keeps this file; docs/reliability.md).
 
-ENCODER_CKPT = "results/models/d{d}/seed{seed}/encoder.pt"
-TRAIN_HISTORY = "results/models/d{d}/seed{seed}/history.tsv"
+ENCODER_CKPT = result_path("models/d{d}/seed{seed}/encoder.pt")
+TRAIN_HISTORY = result_path("models/d{d}/seed{seed}/history.tsv")
 
 
 rule train_encoder:
@@ -12,9 +12,7 @@ rule train_encoder:
         train_truth=TRUTH_CATALOG.format(dataset="train/seed{seed}"),
         val_cube=IMAGE_CUBE.format(dataset="val/seed{seed}", d="{d}"),
         val_truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
-        code=package_sources(
-            "encoder", "train", "tiles", "variational", "images", "catalog"
-        ),
+        code=script_sources("train_encoder.py"),
     output:
         ckpt=ENCODER_CKPT,
         history=TRAIN_HISTORY,
