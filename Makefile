@@ -59,8 +59,8 @@ bench: venv  ## speed benchmarks: print figures for the README's performance sec
 	$(BIN)/python benchmarks/bench_baseline.py
 
 results-table: venv  ## the README's results table from a finished run: make results-table RUN=demo
-	$(BIN)/python -m coaddbliss.metrics results/$(RUN)/metrics/metrics.parquet
-	$(BIN)/python -m coaddbliss.metrics results/$(RUN)/metrics/metrics.parquet --method sep
+	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet
+	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet --method sep
 
 report: venv  ## HTML report of a finished run, results/$(RUN)/report.html: make report RUN=demo
 	$(BIN)/snakemake --report results/$(RUN)/report.html $(RUN_CONFIG)

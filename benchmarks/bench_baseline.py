@@ -1,7 +1,7 @@
 """Speed of the SEP baseline: seconds to catalog N test images of depth d on W worker processes.
 
-Uses results/data/test/d{d}.fits when it holds N images, else simulates N scenes of depth d first
-(not timed). Prints one line per depth for the README's performance section, e.g.
+Uses results/paper/data/test/d{d}.fits when it holds N images, else simulates N scenes of
+depth d first (not timed). Prints one line per depth for the README's performance section, e.g.
 
     python benchmarks/bench_baseline.py --depths 1 25 --n 10000 --workers 2
 """
@@ -20,7 +20,7 @@ from coaddbliss.images import read_cube, read_extension
 
 def images_of_depth(config: dict, depth: int, n: int):
     """(images, dithers, noise_stage) of the test cube, or of a fresh simulation of n scenes."""
-    path = Path(f"results/data/test/d{depth}.fits")
+    path = Path(f"results/paper/data/test/d{depth}.fits")
     cube = read_cube(path) if path.is_file() else None
     if cube is not None and len(cube.data) >= n:
         dithers = read_extension(path, "DITHERS") if depth > 1 else None

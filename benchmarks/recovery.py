@@ -1,7 +1,8 @@
 """Print, per depth d and seed, the fraction of true stars brighter than mag 21 recovered.
 
 Usage: python benchmarks/recovery.py [results_dir] [--mag-max 21] [--tolerance 1]
-Reads results/data/test/truth.parquet and results/catalogs/d{d}/seed{seed}.parquet.
+Reads RESULTS/data/test/truth.parquet and RESULTS/catalogs/d{d}/seed{seed}.parquet
+(RESULTS: a run's results root, e.g. results/paper).
 """
 
 import argparse
@@ -30,7 +31,7 @@ def recovery_table(results: Path, mag_max: float = 21.0, tolerance: float = 1.0)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="?", default="results", type=Path)
+    parser.add_argument("results", nargs="?", default="results/paper", type=Path)
     parser.add_argument("--mag-max", type=float, default=21.0)
     parser.add_argument("--tolerance", type=float, default=1.0)
     args = parser.parse_args()

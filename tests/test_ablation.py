@@ -17,16 +17,12 @@ from conftest import (
     write_config,
 )
 
+from coaddbliss.ablation import ABLATION_SCHEMA, ablation_summary
+from coaddbliss.aggregate import POOLED_SEED
 from coaddbliss.config import ConfigError, validate_config
-from coaddbliss.metrics import (
-    ABLATION_SCHEMA,
-    POINT_ESTIMATE,
-    POOLED_SEED,
-    MetricsError,
-    ablation_results_table,
-    ablation_summary,
-)
+from coaddbliss.metrics import POINT_ESTIMATE, MetricsError
 from coaddbliss.plotting import ablation_figure
+from coaddbliss.report import ablation_results_table
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 B = 865.0  # counts/pixel/exposure (docs/method.md §2)

@@ -57,6 +57,7 @@ def test_checkpoint_is_self_describing_and_keeps_the_best_epoch(data, tmp_path):
     assert not (tmp_path / RESUME_NAME).exists()
 
 
+@pytest.mark.slow  # trains twice / kills a subprocess: seconds, not the fast tier
 def test_same_seed_same_model_on_cpu(data, tmp_path):
     run(data, tmp_path / "a", seed=7)
     run(data, tmp_path / "b", seed=7)
@@ -108,6 +109,7 @@ train_encoder(**args["data"], checkpoint=args["ckpt"], history=args["history"],
 """
 
 
+@pytest.mark.slow  # trains twice / kills a subprocess: seconds, not the fast tier
 def test_killed_training_resumes_where_it_stopped(data, tmp_path):
     cfg = TrainConfig(epochs=12, batch_size=8, learning_rate=1e-3, eval_batch_size=16)
     out = tmp_path / "model"

@@ -1,4 +1,4 @@
-"""Aggregating run tables over seeds: results/metrics/metrics.parquet (docs/evaluation.md).
+"""Aggregating run tables over seeds: results/{name}/metrics/metrics.parquet (docs/evaluation.md).
 
 The aggregate table (`METRICS_SCHEMA`, tidy Parquet, one row per number) holds, per seed, the
 point estimate with its bootstrap band, and per (method, d) the pooled row (seed = -1): the mean
@@ -15,7 +15,7 @@ from coaddbliss.metrics import POINT_ESTIMATE
 #: `seed` of the pooled rows of the aggregate table (mean over seeds, pooled bootstrap band).
 POOLED_SEED = -1
 
-#: The aggregate table of every run: results/metrics/metrics.parquet.
+#: The aggregate table of every run: results/{name}/metrics/metrics.parquet.
 METRICS_SCHEMA = pa.schema(
     [
         pa.field("method", pa.string(), nullable=False),

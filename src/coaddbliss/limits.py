@@ -35,7 +35,7 @@ from coaddbliss.units import mag_to_flux
 #: Half-width of the pixel grid the PSF sums run over: P² at 100 px is ~1e-15 of the peak's.
 _SUM_HALF_WIDTH = 100
 
-#: results/metrics/limits.parquet: one row per (depth, magnitude).
+#: results/{name}/metrics/limits.parquet: one row per (depth, magnitude).
 LIMITS_SCHEMA = pa.schema(
     [
         pa.field("d", pa.int64(), nullable=False),  # coadd depth (1 = single exposure)

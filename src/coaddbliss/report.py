@@ -1,6 +1,6 @@
 """The README's results tables, printed from a finished run's aggregate or ablation table.
 
-python -m coaddbliss.report results/metrics/metrics.parquet [--method sep]
+python -m coaddbliss.report results/paper/metrics/metrics.parquet [--method sep]
 python -m coaddbliss.report results/ablation/ablation.parquet --ablation
 """
 
@@ -83,7 +83,7 @@ def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m coaddbliss.report results/metrics/metrics.parquet`: print the README table."""
+    """`python -m coaddbliss.report RESULTS/metrics/metrics.parquet`: print the README table."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("table", type=Path, help="aggregate metrics table (metrics.parquet)")
     parser.add_argument("--method", default="encoder", help="encoder or sep")

@@ -1,4 +1,4 @@
-"""Rule aggregate_metrics: every run table into results/metrics/metrics.parquet."""
+"""Rule aggregate_metrics: every run table into results/{name}/metrics/metrics.parquet."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 import logging
