@@ -146,3 +146,29 @@ def test_no_room_names_the_file_and_leaves_nothing(tmp_path, what, name):
     assert litter(tmp_path) == []
     # a figure's PNG may be complete (it fitted); never a cut PDF, nor any partial
     assert [p.name for p in tmp_path.iterdir()] in ([], ["fig.png"])
+
+
+def test_a_full_disk_enospc_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from coaddbliss.catalog import empty_catalog, write_catalog
+    from coaddbliss.errors import OutputError
+    from coaddbliss.images import CubeWriter
+
+    def full(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    with pytest.raises(OutputError, match=r"t\.parquet: cannot write it, no room \(No space"):
+        write_catalog(empty_catalog(), tmp_path / "t.parquet")
+    with pytest.raises(OutputError, match=r"d1\.fits: cannot write it, no room \(No space"):
+        with CubeWriter(tmp_path / "d1.fits", n_images=2, image_shape=(88, 88),
+                        cards={"D": 1, "BKG": 865.0}) as writer:  # fmt: skip
+            writer.write(np.zeros((1, 88, 88)))
+            monkeypatch.setattr(writer._hdu, "write", lambda chunk: full(None, writer._tmp))
+            writer.write(np.zeros((1, 88, 88)))
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ import numpy as np
 from astropy.io import fits
 
 from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
+from coaddbliss.atomic import NO_ROOM, atomic_path
 from coaddbliss.errors import InputError, OutputError
 
 
@@ -59,6 +59,17 @@ def _primary_header(shape: tuple[int, ...], cards: dict[str, Any]) -> fits.Heade
     return header
 
 
+def _cannot_write(path: Path, err: OSError) -> OutputError:
+    """The error of a failed cube write, naming the file; astropy's short writes lack errno."""
+    if err.errno in NO_ROOM:
+        why = f"no room ({err.strerror})"
+    elif err.errno is None:
+        why = f"disk full? ({err})"
+    else:
+        why = str(err)
+    return OutputError(f"{path}: cannot write it, {why}")
+
+
 class CubeWriter:
     """Stream float32 chunks (n, H, W) into a FITS cube of `n_images` images, atomically.
 
@@ -87,7 +98,7 @@ class CubeWriter:
         try:
             self._hdu.write(chunk)
         except OSError as err:  # a full disk: astropy's short writes carry no errno
-            raise OutputError(f"{self.path}: cannot write it ({err})") from err
+            raise _cannot_write(self.path, err) from err
         self.written += len(chunk)
 
     def add_extension(self, hdu: fits.ImageHDU | fits.BinTableHDU) -> None:
@@ -107,7 +118,7 @@ class CubeWriter:
                     fits.append(self._tmp, ext.data, ext.header)
         except OSError as err:  # a full disk: astropy's short writes carry no errno
             if exc is None:
-                exc = OutputError(f"{self.path}: cannot write it ({err})")
+                exc = _cannot_write(self.path, err)
                 self._atomic.__exit__(type(exc), exc, None)  # removes the partial
                 raise exc from err
         except BaseException as err:  # a short count
