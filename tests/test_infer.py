@@ -70,6 +70,28 @@ def test_off_tiles_give_an_empty_catalog(tmp_path, cube):
     assert len(read_catalog(tmp_path / "cat.parquet", kind="predicted", n_images=7)) == 0
 
 
+def test_empty_catalog_is_a_warning_in_the_log(tmp_path, cube, caplog):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=-3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
+    infer(ckpt, cube, tmp_path / "cat.parquet")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{cube}: no detections in any of its 7 images (blank scenes?)"]
+
+
+def test_nan_pixel_stops_inference_with_the_file_named(tmp_path, cube):
+    from astropy.io import fits
+
+    bad = tmp_path / "d5.fits"
+    bad.write_bytes(cube.read_bytes())
+    with fits.open(bad, mode="update") as hdul:
+        hdul[0].data[5, 44, 44] = np.nan  # one pixel once blanked the image's detections
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
+    with pytest.raises(ImageCubeError, match=r"d5\.fits: 1 non-finite pixel.*first: image 5"):
+        infer(ckpt, bad, tmp_path / "cat.parquet", batch_size=2)
+    assert not list(tmp_path.glob("*cat.parquet*"))
+
+
 def test_batches_do_not_change_the_catalog(tmp_path, cube):
     model = build_encoder(SMALL, 5)
     save_checkpoint(tmp_path / "c.pt", state_dict=model.state_dict(), encoder_config=SMALL,

@@ -294,25 +294,69 @@ def load_script(name: str):
         (lambda df: df.drop(columns=["log_flux_sd"]), r"lacks columns \['log_flux_sd'\]"),
         (lambda df: df.assign(x=np.where(df.index == 0, np.nan, df["x"])), "'x' has 1 NaN"),
         (lambda df: df.assign(image_id=df["image_id"] + 3), "outside the image cube"),
+        # a cast to int64 would read 0.5 as image 0 and True as image 1
+        (lambda df: df.assign(image_id=df["image_id"] + 0.5), "'image_id' has .* non-integer"),
+        (lambda df: df.assign(image_id=df["image_id"] > 1), "'image_id' is boolean"),
+        # scoring bins by the stored mag: it must be the flux's
+        (lambda df: df.assign(mag=df["mag"] + 1e-4), "'mag' has .* off flux_to_mag"),
+        (lambda df: df.assign(x=np.where(df.index == 1, np.inf, df["x"])), "'x' has 1 .* not fin"),
+        (lambda df: df.assign(y=-np.inf), "'y' has .* not finite"),
+        (lambda df: df.assign(flux=np.inf), "'flux' has .* not finite"),
+        (lambda df: df.assign(prob=np.where(df.index == 2, 1.5, 0.9)), "'prob' has 1 .* outside"),
+        (lambda df: df.assign(prob=-0.1), r"'prob' has .* outside \[0, 1\]"),
+        (lambda df: df.assign(prob=np.nan), "'prob' has .* NaN"),
+        (lambda df: df.assign(x_sd=-0.4), "'x_sd' has .* negative or infinite"),
+        (lambda df: df.assign(log_flux_sd=np.inf), "'log_flux_sd' has .* negative or infinite"),
     ],
 )
 def test_score_catalog_rejects_bad_catalogs_naming_the_file(tmp_path, breakage, message):
-    from coaddbliss.catalog import CatalogError, write_catalog
+    from coaddbliss.catalog import CatalogError
 
     truth, pred = random_catalogs(4, seed=1)
+    with pytest.raises(CatalogError, match=rf"bad\.parquet: .*{message}"):
+        score_with_script(tmp_path, truth, breakage(pred))
+    assert not (tmp_path / "out.parquet").exists()
+
+
+SECTION = {
+    "mag_min": 20.0, "mag_max": 23.0, "mag_step": 0.2, "max_offset": 1.0,
+    "bootstrap_replicates": 3, "bootstrap_seed": 0, "band": [0.25, 0.75],
+    "coverage_levels": [0.5],
+}  # fmt: skip
+
+
+def score_with_script(tmp_path, truth: pd.DataFrame, pred: pd.DataFrame) -> None:
+    """Run score_catalog's main on `truth` and `pred` (written as is) over 4 blank images."""
+    from coaddbliss.catalog import write_catalog
+
     write_catalog(truth, tmp_path / "truth.parquet", kind="truth")
     write_cube(tmp_path / "d1.fits", [np.zeros((4, 88, 88))], n_images=4, image_shape=(88, 88),
                cards={"D": 1, "BKG": 865.0})  # fmt: skip
-    breakage(pred).to_parquet(tmp_path / "bad.parquet")
-    section = {
-        "mag_min": 20.0, "mag_max": 23.0, "mag_step": 0.2, "max_offset": 1.0,
-        "bootstrap_replicates": 3, "bootstrap_seed": 0, "band": [0.25, 0.75],
-        "coverage_levels": [0.5],
-    }  # fmt: skip
-    with pytest.raises(CatalogError, match=rf"bad\.parquet: .*{message}"):
-        load_script("score_catalog").main(
-            truth=str(tmp_path / "truth.parquet"), cube=str(tmp_path / "d1.fits"),
-            catalog=str(tmp_path / "bad.parquet"), table=str(tmp_path / "out.parquet"),
-            method="encoder", d=1, seed=0, evaluate=section,
-        )  # fmt: skip
-    assert not (tmp_path / "out.parquet").exists()
+    pred.to_parquet(tmp_path / "bad.parquet")
+    load_script("score_catalog").main(
+        truth=str(tmp_path / "truth.parquet"), cube=str(tmp_path / "d1.fits"),
+        catalog=str(tmp_path / "bad.parquet"), table=str(tmp_path / "out.parquet"),
+        method="encoder", d=1, seed=0, evaluate=SECTION,
+    )  # fmt: skip
+
+
+def test_catalog_checks_pass_their_neighbours(tmp_path, caplog):
+    """Integer-valued float ids, NaN and zero sds, prob at 0 and 1, mag off by 1e-8 are fine."""
+    truth, pred = random_catalogs(4, seed=1)
+    ok = pred.assign(image_id=pred["image_id"].astype(float), mag=pred["mag"] + 1e-8,
+                     x_sd=np.nan, y_sd=0.0, prob=np.where(pred.index % 2, 1.0, 0.0))  # fmt: skip
+    score_with_script(tmp_path, truth, ok)
+    assert (tmp_path / "out.parquet").exists()
+    assert "WARNING" not in caplog.text
+
+
+def test_zero_detections_against_a_truth_with_stars_warn(tmp_path, caplog):
+    truth, pred = random_catalogs(4, seed=1)
+    assert len(truth) > 0
+    score_with_script(tmp_path, truth, pred.iloc[:0])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "bad.parquet: no detections at all" in warnings[0].message
+    assert f"has {len(truth)} stars" in warnings[0].message
+    caplog.clear()
+    score_with_script(tmp_path, truth.iloc[:0], pred.iloc[:0])  # nothing to find: no warning
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -81,14 +81,46 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return read_provenance(path, error=CatalogError)
 
 
+#: How far a stored `mag` may stray from flux_to_mag(flux): float64 round-off, not a bin edge.
+MAG_TOLERANCE = 1e-6
+#: Columns that must be finite, and those (posterior sds) that may be NaN but never < 0 or inf.
+FINITE_COLUMNS = ("x", "y", "flux", "mag")
+SD_COLUMNS = ("x_sd", "y_sd", "log_flux_sd")
+
+
+def _check_image_ids(path, ids: pd.Series) -> np.ndarray:
+    """`image_id` as int64; integer values only (a cast would truncate 1.5 or read True as 1)."""
+    if pd.api.types.is_bool_dtype(ids):
+        raise CatalogError(f"{path}: column 'image_id' is boolean, not integer image rows")
+    values = ids.to_numpy()
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            raise CatalogError(
+                f"{path}: column 'image_id' has {int(bad.sum())} non-integer value(s) "
+                f"(first: {values[bad][0]})"
+            )
+    return values.astype(np.int64)
+
+
+def _count_bad(path, df: pd.DataFrame, name: str, bad: np.ndarray, what: str) -> None:
+    if bad.any():
+        first = df[name].to_numpy()[bad][0]
+        raise CatalogError(
+            f"{path}: column {name!r} has {int(bad.sum())} value(s) {what} (first: {first})"
+        )
+
+
 def read_catalog(
     path: str | os.PathLike, *, kind: str = "truth", n_images: int | None = None
 ) -> pd.DataFrame:
-    """Read and validate a catalog; raise `CatalogError` naming the file and the problem.
+    """Read and validate a catalog; raise `CatalogError` naming the file, the column, the problem.
 
     Checks: the file exists and is Parquet; every column of the `kind` schema is present and
-    numeric; no NaN outside the posterior-scale columns; `image_id` in [0, n_images) when
-    `n_images` (the cube's N) is given.
+    numeric; no NaN outside the posterior-scale columns; `image_id` integer-valued and in
+    [0, n_images) when `n_images` (the cube's N) is given; x, y, flux, mag finite; flux > 0;
+    mag = flux_to_mag(flux) (scoring bins by the stored mag); prob in [0, 1]; sds NaN
+    (unknown) or finite and >= 0.
     """
     schema = SCHEMAS[kind]
     df = read_table(path, schema, what=f"{kind} catalog", error=CatalogError)
@@ -98,15 +130,27 @@ def read_catalog(
         if name not in NULLABLE_COLUMNS and df[name].isna().any():
             bad = int(df[name].isna().sum())
             raise CatalogError(f"{path}: column {name!r} has {bad} NaN value(s)")
-    ids = df["image_id"].to_numpy()
+    ids = _check_image_ids(path, df["image_id"])
     if len(ids) and ids.min() < 0:
         raise CatalogError(f"{path}: negative image_id {ids.min()}")
     if n_images is not None and len(ids) and ids.max() >= n_images:
         raise CatalogError(
             f"{path}: image_id {ids.max()} is outside the image cube (N = {n_images} images)"
         )
-    if not np.isfinite(df["flux"].to_numpy()).all() or (df["flux"].to_numpy() <= 0).any():
-        raise CatalogError(f"{path}: fluxes must be finite and positive")
+    for name in FINITE_COLUMNS:
+        _count_bad(path, df, name, ~np.isfinite(df[name].to_numpy(np.float64)), "not finite")
+    flux = df["flux"].to_numpy(np.float64)
+    _count_bad(path, df, "flux", flux <= 0, "not positive")
+    off = np.abs(df["mag"].to_numpy(np.float64) - flux_to_mag(flux))
+    what = f"off flux_to_mag(flux) (docs/method.md §2) by up to {off.max(initial=0):.3g} mag"
+    _count_bad(path, df, "mag", off > MAG_TOLERANCE, what)
+    if "prob" in schema.names:
+        prob = df["prob"].to_numpy(np.float64)
+        _count_bad(path, df, "prob", (prob < 0) | (prob > 1), "outside [0, 1]")
+    for name in (c for c in SD_COLUMNS if c in schema.names):
+        sd = df[name].to_numpy(np.float64)
+        with np.errstate(invalid="ignore"):
+            _count_bad(path, df, name, (sd < 0) | np.isinf(sd), "negative or infinite")
     df = df[list(schema.names) + [c for c in df.columns if c not in schema.names]]
-    df["image_id"] = df["image_id"].astype(np.int64)
+    df["image_id"] = ids
     return df

@@ -18,8 +18,8 @@ import numpy as np
 from astropy.io import fits
 
 from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
-from coaddbliss.errors import InputError
+from coaddbliss.atomic import NO_ROOM, atomic_path
+from coaddbliss.errors import InputError, OutputError
 
 
 class ImageCubeError(InputError):
@@ -59,6 +59,17 @@ def _primary_header(shape: tuple[int, ...], cards: dict[str, Any]) -> fits.Heade
     return header
 
 
+def _cannot_write(path: Path, err: OSError) -> OutputError:
+    """The error of a failed cube write, naming the file; astropy's short writes lack errno."""
+    if err.errno in NO_ROOM:
+        why = f"no room ({err.strerror})"
+    elif err.errno is None:
+        why = f"disk full? ({err})"
+    else:
+        why = str(err)
+    return OutputError(f"{path}: cannot write it, {why}")
+
+
 class CubeWriter:
     """Stream float32 chunks (n, H, W) into a FITS cube of `n_images` images, atomically.
 
@@ -84,7 +95,10 @@ class CubeWriter:
             raise ValueError(f"{self.path}: chunk {chunk.shape} does not fit {self.image_shape}")
         if self.written + len(chunk) > self.n_images:
             raise ValueError(f"{self.path}: more than {self.n_images} images written")
-        self._hdu.write(chunk)
+        try:
+            self._hdu.write(chunk)
+        except OSError as err:  # a full disk: astropy's short writes carry no errno
+            raise _cannot_write(self.path, err) from err
         self.written += len(chunk)
 
     def add_extension(self, hdu: fits.ImageHDU | fits.BinTableHDU) -> None:
@@ -95,14 +109,23 @@ class CubeWriter:
         self.add_extension(fits.ImageHDU(data, name=name))
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self._hdu.close()
-        if exc_type is None and self.written != self.n_images:
-            exc = ValueError(f"{self.path}: wrote {self.written} of {self.n_images} images")
-            self._atomic.__exit__(type(exc), exc, None)
-            raise exc
-        if exc_type is None:
-            for ext in self.extensions:
-                fits.append(self._tmp, ext.data, ext.header)
+        try:
+            self._hdu.close()
+            if exc is None and self.written != self.n_images:
+                raise ValueError(f"{self.path}: wrote {self.written} of {self.n_images} images")
+            if exc is None:
+                for ext in self.extensions:
+                    fits.append(self._tmp, ext.data, ext.header)
+        except OSError as err:  # a full disk: astropy's short writes carry no errno
+            if exc is None:
+                exc = _cannot_write(self.path, err)
+                self._atomic.__exit__(type(exc), exc, None)  # removes the partial
+                raise exc from err
+        except BaseException as err:  # a short count
+            if exc is None:
+                self._atomic.__exit__(type(err), err, err.__traceback__)  # removes the partial
+                raise
+        # when the block itself failed, its own error says more than the clean-up's
         return bool(self._atomic.__exit__(exc_type, exc, tb))
 
 
@@ -134,8 +157,38 @@ def _check_cube(path: Path, header: dict, shape: tuple, image_shape, depth: int 
     for key in ("D", "BKG"):
         if key not in header:
             raise ImageCubeError(f"{path}: header lacks the {key!r} card")
-    if depth is not None and int(header["D"]) != depth:
-        raise ImageCubeError(f"{path}: header D={header['D']} but depth {depth} was expected")
+    d, bkg = header["D"], header["BKG"]
+    # FITS cards come back as int, float, str or bool (a bool is an int to Python)
+    if isinstance(d, bool) or not isinstance(d, int | float) or d != int(d) or d < 1:
+        raise ImageCubeError(f"{path}: header card 'D' = {d!r} is not a positive integer")
+    if isinstance(bkg, bool) or not isinstance(bkg, int | float) or not 0 < bkg < np.inf:
+        raise ImageCubeError(f"{path}: header card 'BKG' = {bkg!r} is not a positive number")
+    if depth is not None and int(d) != depth:
+        raise ImageCubeError(f"{path}: header D={d} but depth {depth} was expected")
+
+
+def _data_bytes(header) -> int:
+    """Bytes of an HDU's data, padding excluded (the FITS standard's formula)."""
+    n = 1 if header.get("NAXIS", 0) else 0
+    for axis in range(1, header.get("NAXIS", 0) + 1):
+        n *= int(header[f"NAXIS{axis}"])
+    return abs(int(header["BITPIX"])) // 8 * header.get("GCOUNT", 1) * (header.get("PCOUNT", 0) + n)
+
+
+def _truncation(path: Path, hdul: fits.HDUList) -> str | None:
+    """What is missing when the file ends before the data of one of its HDUs; else None."""
+    size = path.stat().st_size
+    for index in range(len(hdul)):
+        info, header = hdul.fileinfo(index), hdul[index].header
+        expected = _data_bytes(header)
+        if size < info["datLoc"] + expected:
+            found = max(size - info["datLoc"], 0)
+            return f"expected {expected} bytes of data in HDU {index}, found {found}"
+    # an extension header cut short is not an HDU at all: the bytes after the last HDU tell
+    end = info["datLoc"] + info["datSpan"]
+    if size > end and (size - end) % 2880:
+        return f"{size - end} stray bytes after HDU {index}, not a whole FITS block"
+    return None
 
 
 def read_cube_header(
@@ -144,15 +197,27 @@ def read_cube_header(
     image_shape: tuple[int, int] | None = (88, 88),
     depth: int | None = None,
 ) -> tuple[dict[str, Any], tuple[int, int, int]]:
-    """(primary header, (N, H, W)) of a cube, validated, without reading any pixel."""
+    """(primary header, (N, H, W)) of a cube, validated, without reading any pixel.
+
+    A file cut short (a copy or a transfer that did not finish) is reported as truncated.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageCubeError(f"{path}: image cube not found")
     try:
-        header = dict(fits.getheader(path, 0))
+        with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+            header = dict(hdul[0].header)
+            data_loc, size = hdul.fileinfo(0)["datLoc"], path.stat().st_size
+            expected = _data_bytes(hdul[0].header)
     except Exception as err:  # astropy raises many kinds for truncated or foreign files
-        raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
+        cut = " (truncated?)" if path.stat().st_size % 2880 else ""  # FITS: 2880-byte blocks
+        raise ImageCubeError(f"{path}: not a readable FITS image cube{cut} ({err})") from err
     shape = tuple(int(header[f"NAXIS{axis}"]) for axis in range(header.get("NAXIS", 0), 0, -1))
+    if size < data_loc + expected:
+        raise ImageCubeError(
+            f"{path}: truncated FITS cube (expected {expected} bytes of data, found "
+            f"{max(size - data_loc, 0)})"
+        )
     _check_cube(path, header, shape, image_shape, depth)
     return header, shape
 
@@ -160,6 +225,29 @@ def read_cube_header(
 def n_images(path: str | os.PathLike, depth: int | None = None) -> int:
     """N of an image cube from its header alone (no pixels read); checks D when given."""
     return read_cube_header(path, image_shape=None, depth=depth)[1][0]
+
+
+def _nonfinite(images: np.ndarray, first: int) -> tuple[int, np.ndarray]:
+    """(number of NaN or inf pixels, ids of the images holding them) of images (n, H, W)."""
+    per_image = (~np.isfinite(images.reshape(len(images), -1))).sum(axis=1)  # (n,)
+    return int(per_image.sum()), np.flatnonzero(per_image) + first
+
+
+def _nonfinite_error(path, n_pixels: int, ids: np.ndarray) -> ImageCubeError:
+    return ImageCubeError(
+        f"{path}: {n_pixels} non-finite pixel(s) (NaN or inf) in {len(ids)} image(s) "
+        f"(first: image {ids[0]})"
+    )
+
+
+def check_finite(path: str | os.PathLike, images: np.ndarray, first: int = 0) -> None:
+    """Raise `ImageCubeError` if images (n, H, W), numbered from `first`, hold NaN or inf.
+
+    One NaN pixel silently blanks the encoder's detections in its image; the check costs one
+    pass over memory already read.
+    """
+    if not np.isfinite(images).all():
+        raise _nonfinite_error(path, *_nonfinite(images, first))
 
 
 def read_cube(
@@ -170,11 +258,9 @@ def read_cube(
 ) -> ImageCube:
     """Load a cube written by `write_cube`; raise `ImageCubeError` naming the file if bad."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageCubeError(f"{path}: image cube not found")
+    header, _ = read_cube_header(path, image_shape=image_shape)
     try:
         with fits.open(path, memmap=memmap) as hdul:
-            header = dict(hdul[0].header)
             data = hdul[0].data
             if data is None:
                 raise ImageCubeError(f"{path}: primary HDU holds no image data")
@@ -183,19 +269,32 @@ def read_cube(
         raise
     except Exception as err:  # astropy raises many kinds for truncated or foreign files
         raise ImageCubeError(f"{path}: not a readable FITS image cube ({err})") from err
-    _check_cube(path, header, data.shape, image_shape, None)
+    check_finite(path, data)
     return ImageCube(data=data, header=header)
 
 
 def read_extension(path: str | os.PathLike, name: str) -> np.ndarray:
-    """The data of a named extension (for example 'DITHERS') of a cube file."""
+    """The data of a named extension (for example 'DITHERS') of a cube file, all finite."""
+    path = Path(path)
     try:
         with fits.open(path) as hdul:
-            return np.asarray(hdul[name].data)
+            try:
+                data = np.asarray(hdul[name].data)
+            except Exception:
+                truncated = _truncation(path, hdul)
+                if truncated:
+                    raise ImageCubeError(f"{path}: truncated FITS file ({truncated})") from None
+                raise
+    except ImageCubeError:
+        raise
     except KeyError as err:
         raise ImageCubeError(f"{path}: no {name!r} extension") from err
     except Exception as err:
         raise ImageCubeError(f"{path}: not a readable FITS file ({err})") from err
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise ImageCubeError(f"{path}: extension {name!r} holds {bad} non-finite value(s)")
+    return data
 
 
 def cube_batches(
@@ -203,7 +302,7 @@ def cube_batches(
 ) -> tuple[dict[str, Any], int, Iterator[np.ndarray]]:
     """(header, N, iterator of float32 (n, H, W) batches) read through a memory map.
 
-    Only one batch is in memory at a time, whatever N.
+    Only one batch is in memory at a time, whatever N; each batch is checked for NaN and inf.
     """
     header, shape = read_cube_header(path, image_shape=image_shape)
 
@@ -211,7 +310,13 @@ def cube_batches(
         with fits.open(path, memmap=True) as hdul:
             data = hdul[0].data
             for a in range(0, shape[0], batch_size):
-                yield np.array(data[a : a + batch_size], dtype=np.float32)
+                batch = np.array(data[a : a + batch_size], dtype=np.float32)
+                if not np.isfinite(batch).all():  # count them all, a batch at a time
+                    counts = [_nonfinite(data[b : b + batch_size], b)
+                              for b in range(a, shape[0], batch_size)]  # fmt: skip
+                    n_pixels = sum(n for n, _ in counts)
+                    raise _nonfinite_error(path, n_pixels, np.concatenate([i for _, i in counts]))
+                yield batch
 
     return header, int(shape[0]), batches()
 
@@ -222,4 +327,6 @@ def read_image(path: str | os.PathLike, index: int) -> tuple[np.ndarray, dict[st
     if not 0 <= index < shape[0]:
         raise ImageCubeError(f"{path}: no image {index} in a cube of {shape[0]} images")
     with fits.open(path, memmap=True) as hdul:
-        return np.array(hdul[0].data[index], dtype=np.float64), header
+        image = np.array(hdul[0].data[index], dtype=np.float64)
+    check_finite(path, image[None], first=index)
+    return image, header

@@ -134,4 +134,6 @@ def infer_catalog(
         },
     )
     log.info("%d detections in %d images (d = %d) -> %s", len(df), n_images, enc.depth, out)
+    if len(df) == 0 and n_images > 0:
+        log.warning("%s: no detections in any of its %d images (blank scenes?)", cube, n_images)
     return df

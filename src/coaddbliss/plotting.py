@@ -23,6 +23,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 from coaddbliss.aggregate import POOLED_SEED  # noqa: E402
+from coaddbliss.atomic import atomic_path  # noqa: E402
 from coaddbliss.errors import InputError  # noqa: E402
 
 #: A Gaussian's interquartile half-width in units of sigma: Cramér-Rao sigma -> IQR band.
@@ -364,7 +365,11 @@ def style_options(figures: Mapping) -> dict:
 
 
 def save_figure(fig: Figure, png: str, pdf: str, *, dpi: int) -> None:
-    """Write a figure as PNG (at `dpi`) and PDF, then free it."""
-    fig.savefig(png, dpi=dpi)
-    fig.savefig(pdf)
-    plt.close(fig)
+    """Write a figure as PNG (at `dpi`) and PDF, atomically, then free it."""
+    try:
+        with atomic_path(png) as tmp:  # the temporary name hides the extension: say the format
+            fig.savefig(tmp, dpi=dpi, format="png")
+        with atomic_path(pdf) as tmp:
+            fig.savefig(tmp, format="pdf")
+    finally:
+        plt.close(fig)

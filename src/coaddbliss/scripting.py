@@ -8,17 +8,21 @@ Every workflow script ends with
 
 so the casts, the call and everything they say land in the rule's log; an `InputError` (a bad
 file or config value, named in its message) becomes one ERROR line and exit status 1, while any
-other exception is a bug and keeps its traceback.
+other exception is a bug and keeps its traceback. SIGTERM (what SLURM sends on preemption, at
+the time limit and on scancel) removes the job's partial files and exits with status 143.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from coaddbliss.atomic import remove_live_partials
 from coaddbliss.errors import InputError
 
 log = logging.getLogger("coaddbliss")
@@ -41,10 +45,27 @@ def log_to_file(path: str | None) -> logging.Logger:
     return log
 
 
+_JOB_PID: list[int] = []  # the process that installed the handler (not its forked workers)
+
+
+def _terminated(signum: int, frame) -> None:
+    """SIGTERM: remove the partial outputs, then unwind (with-blocks clean up) and exit 143."""
+    if os.getpid() not in _JOB_PID:  # a forked worker: die as usual, leave the job's files
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    remove_live_partials()
+    log.error("terminated by signal %d (SLURM preemption, time limit or scancel?); "
+              "partial outputs removed", signum)  # fmt: skip
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def rule_job(log_path: str | None) -> Iterator[logging.Logger]:
     """Run a script's block as a rule's job: logging to `log_path`, bad input as one line."""
     job_log = log_to_file(log_path)
+    _JOB_PID[:] = [os.getpid()]
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         yield job_log
     except InputError as err:

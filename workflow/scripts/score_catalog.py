@@ -31,6 +31,12 @@ def main(
     n = n_images(cube, depth=d)  # N from the header: no pixels are read
     true = read_catalog(truth, kind="truth", n_images=n)
     pred = read_catalog(catalog, kind="predicted", n_images=n)
+    if len(pred) == 0 and len(true) > 0:  # NaN pixels once did this silently (docs/reliability.md)
+        LOG.warning(
+            "%s: no detections at all in %d images whose truth (%s) has %d stars; "
+            "scoring them all as missed",
+            catalog, n, truth, len(true),
+        )  # fmt: skip
     runs = score_run(true, pred, n, config).assign(method=method, d=d, seed=seed)
     write_table(runs, table, RUN_SCHEMA, {"evaluate": evaluate, "catalog": catalog})
     LOG.info(
