@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import REPO, copy_workflow, run_snakemake
 
 from coaddbliss import loss_accounting as la
 from coaddbliss.units import flux_to_mag
@@ -225,3 +227,20 @@ def test_figure_draws_one_panel_per_depth(cats):
 def test_bins_must_increase():
     with pytest.raises(la.AccountingError, match="increase"):
         la.AccountingConfig(mag_edges=(23.0, 20.0))
+
+
+def test_workflow_plans_candidates_and_the_accounting(tmp_path):
+    workdir = copy_workflow(tmp_path / "repo")
+    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--configfile",
+                           "config/demo.yaml")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    jobs = {
+        line.split()[0]: int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    n_depths, n_seeds = len(config["simulate"]["depths"]), len(config["data"]["train_seeds"])
+    assert jobs["infer_candidates"] == n_depths * n_seeds
+    assert jobs["sep_candidates"] == n_depths
+    assert jobs["loss_accounting"] == jobs["figure_loss_accounting"] == 1

@@ -16,6 +16,17 @@ from coaddbliss.loss_accounting import MISSED_CAUSES, POOLED_SEED  # noqa: E402
 
 #: Bar order and legend text of the methods.
 METHOD_LABEL = {"encoder": "encoder (FAVI)", "sep": "SEP (matched filter)"}
+#: Axis text of the causes (docs/evaluation.md defines them).
+CAUSE_LABEL = {
+    "tile_shared": "brighter star in its tile",
+    "neighbour_lt2": "brighter star < 2 px",
+    "neighbour_2_4": "brighter star 2-4 px",
+    "neighbour_4_8": "brighter star 4-8 px",
+    "tile_edge": "< 0.25 px from a tile edge",
+    "offset_detection": "isolated: unmatched detection < 2 px",
+    "below_threshold": "isolated: candidate below threshold",
+    "nothing": "isolated: nothing within 2 px",
+}
 
 
 def loss_figure(
@@ -52,7 +63,7 @@ def loss_figure(
             ax.set_title(f"d = {d}")
             ax.set_xlabel("missed stars per run")
             ax.grid(True, axis="x", lw=0.3, alpha=0.5)
-        axes[0, 0].set_yticks(y, [c.replace("_", " ") for c in causes])
+        axes[0, 0].set_yticks(y, [CAUSE_LABEL.get(c, c) for c in causes])
         axes[0, 0].invert_yaxis()  # causes top to bottom in priority order
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=len(methods), frameon=False)
