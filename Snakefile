@@ -39,6 +39,7 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/diagnostics.smk"
 
 
 localrules:
@@ -55,3 +56,4 @@ rule all:
         evaluate_targets(),
         figures_targets(),
         ablation_targets(),
+        diagnostics_targets(),
