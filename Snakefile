@@ -15,6 +15,8 @@
 #   metrics/runs/{method}/d{d}/seed{seed}.parquet  one scored catalog + bootstrap (score_catalog)
 #   metrics/metrics.parquet                    every statistic, per seed and pooled (aggregate_metrics)
 #   figures/{scene,metrics,calibration}.{png,pdf}  figure 1, figure 2, calibration (figure_*)
+#   metrics/{curves,reliability,matched_precision,bayes_flux}.parquet, figures/{curves,
+#     reliability,bayes_flux}.{png,pdf}        operating curves, prob reliability (curves.smk)
 #   ablation/                                  noise-model ablation (ablation.enabled):
 #     white/, catalogs/, metrics/runs/, ablation.parquet; figures/ablation.{png,pdf}
 #   logs/{rule}/...                            one log per job
@@ -36,6 +38,7 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/curves.smk"
 
 
 localrules:
@@ -52,3 +55,4 @@ rule all:
         evaluate_targets(),
         figures_targets(),
         ablation_targets(),
+        curves_targets(),
