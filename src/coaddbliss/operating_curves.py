@@ -68,7 +68,7 @@ RELIABILITY_SCHEMA = pa.schema(
         pa.field("prob_lo", pa.float64(), nullable=False),  # bin of predicted prob, [lo, hi)
         pa.field("prob_hi", pa.float64(), nullable=False),
         pa.field("n_detected", pa.int64(), nullable=False),  # detections in the bin
-        pa.field("n_matched", pa.int64(), nullable=False),  # of which match a star
+        pa.field("n_matched", pa.int64(), nullable=False),  # stars they add (see reliability)
         pa.field("mean_prob", pa.float64(), nullable=True),  # mean predicted prob in the bin
         pa.field("fraction_matched", pa.float64(), nullable=True),  # n_matched / n_detected
     ]
@@ -129,6 +129,16 @@ def sep_snr(prob: np.ndarray, threshold: float) -> np.ndarray:
     return np.sqrt(np.clip(threshold**2 + 2.0 * logit, 0.0, None))
 
 
+def sep_snr_ceiling(threshold: float, margin: float = 0.5) -> float:
+    """Highest SNR `sep_snr` still resolves from a float64 prob calibrated at `threshold`.
+
+    1 - prob underflows past logit ~ 36.7 (SNR ~ 9.9 at t = 5, ~ 9.1 at t = 3) and loses
+    digits just before; `margin` sigma below that the inversion is good to ~1e-3 sigma.
+    """
+    eps = np.finfo(np.float64).eps / 2
+    return float(np.sqrt(threshold**2 + 2.0 * (np.log1p(-eps) - np.log(eps)))) - margin
+
+
 def _in_range(mag: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (mag >= lo) & (mag < hi)
 
@@ -143,12 +153,14 @@ def sweep(
     bins: Sequence[tuple[float, float]],
     max_offset: float = 1.0,
     floor: float = -np.inf,
+    ceiling: float = np.inf,
 ) -> pd.DataFrame:
     """Recall and precision per magnitude range at each threshold of a detection score.
 
     A detection is kept when score > threshold; the kept set is re-matched at every threshold.
     Thresholds below `floor` (the threshold the catalog itself was cut at) are skipped: the
-    catalog cannot say what they would add.
+    catalog cannot say what they would add; so are those above `ceiling` (the score no longer
+    resolves them, `sep_snr_ceiling`).
     Columns: mag_lo, mag_hi, threshold, n_true, n_true_matched, n_detected, n_detected_matched,
     recall, precision.
     """
@@ -164,7 +176,7 @@ def sweep(
     truth, t_mag = truth[t_keep], t_mag[t_keep]
     pred, p_mag, score = pred[p_keep], p_mag[p_keep], score[p_keep]
     rows = []
-    for threshold in [t for t in thresholds if t >= floor - 1e-9]:
+    for threshold in [t for t in thresholds if floor - 1e-9 <= t <= ceiling]:
         kept = score > threshold
         match = match_catalogs(truth, pred[kept], n_images, max_offset)
         for lo, hi in bins:
@@ -241,7 +253,7 @@ def recall_at_precision(curve: pd.DataFrame, target: float) -> tuple[float, floa
 
     NaNs when no threshold of `curve` (one method, d, seed, range) reaches the target.
     """
-    ok = curve[(curve["precision"] >= target - 1e-12) & curve["recall"].notna()]
+    ok = curve[(curve["precision"] >= target - 1e-6) & curve["recall"].notna()]
     if ok.empty or not np.isfinite(target):
         return np.nan, np.nan, np.nan
     best = ok.sort_values(["recall", "threshold"], ascending=[False, True]).iloc[0]
@@ -280,33 +292,36 @@ def reliability(
     max_offset: float = 1.0,
     mag_ranges: Sequence[tuple[float, float]] = (ALL_MAGS,),
 ) -> pd.DataFrame:
-    """Detections binned by predicted prob against the fraction that match a star.
+    """Detections binned by predicted prob against the fraction of them that are real stars.
 
-    A detection in prob bin [lo, hi) counts as matched when it is matched among the detections
-    with prob >= lo (the catalog that bin's lower edge keeps): likelier detections claim their
-    stars first, as at the operating points of the curves. Magnitude ranges select detections
-    by ESTIMATED magnitude. Columns: mag_lo, mag_hi, prob_lo, prob_hi, n_detected, n_matched,
-    mean_prob, fraction_matched.
+    Consistent with the curves: lowering the cut from a bin's upper edge to its lower edge adds
+    the bin's detections, and the stars matched gain n_matched = M(>= lo) - M(>= hi), M the
+    matched detections of the catalog cut there (re-matched). A second detection of a star that
+    a likelier one already claims adds nothing: it counts as false. Maximum matching never
+    shrinks when detections are added, so 0 <= n_matched <= n_detected over all magnitudes;
+    within an estimated-magnitude range a re-match may move a match across the range's edge.
+    Columns: mag_lo, mag_hi, prob_lo, prob_hi, n_detected, n_matched, mean_prob,
+    fraction_matched.
     """
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     prob = pred["prob"].to_numpy(float)
     mag = pred["mag"].to_numpy(float)
     # prob = 1 belongs to the last bin
     which = np.clip(np.searchsorted(edges, prob, side="right") - 1, 0, n_bins - 1)
-    matched = np.zeros(len(pred), bool)
+    # matched[b]: (P,) the detections matched when the catalog is cut at prob >= edges[b]
+    matched = np.zeros((n_bins + 1, len(pred)), bool)  # row n_bins: nothing kept
     for b in range(n_bins):
-        in_bin = which == b
-        if not in_bin.any():
-            continue
-        keep = prob >= edges[b]
-        match = match_catalogs(truth, pred[keep], n_images, max_offset)
-        matched[in_bin] = match.pred_matched[in_bin[keep]]
+        keep = which >= b
+        if keep.any():
+            match = match_catalogs(truth, pred[keep], n_images, max_offset)
+            matched[b, np.flatnonzero(keep)[match.pred_matched]] = True
     rows = []
     for lo, hi in mag_ranges:
         in_range = _in_range(mag, lo, hi)
         for b in range(n_bins):
             sel = in_range & (which == b)
-            n, m = int(sel.sum()), int(matched[sel].sum())
+            n = int(sel.sum())
+            m = int(matched[b, in_range].sum()) - int(matched[b + 1, in_range].sum())
             rows.append(
                 (lo, hi, edges[b], edges[b + 1], n, m,
                  float(prob[sel].mean()) if n else np.nan, m / n if n else np.nan)
@@ -338,15 +353,16 @@ def curves_for_depth(
     def label(df: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
         return df.assign(method=method, d=int(depth), seed=int(seed))
 
-    runs = [("encoder", seed, cat, cat["prob"].to_numpy(float), config.prob_thresholds, floor)
-            for seed, (cat, floor) in sorted(encoder.items())]  # fmt: skip
+    runs = [("encoder", seed, cat, cat["prob"].to_numpy(float), config.prob_thresholds, floor,
+             np.inf) for seed, (cat, floor) in sorted(encoder.items())]  # fmt: skip
     if sep is not None:
         cat, threshold = sep
         snr = sep_snr(cat["prob"].to_numpy(float), threshold)
-        runs.append(("sep", NO_SEED, cat, snr, config.snr_thresholds, threshold))
-    for method, seed, cat, score, thresholds, floor in runs:
+        runs.append(("sep", NO_SEED, cat, snr, config.snr_thresholds, threshold,
+                     sep_snr_ceiling(threshold)))  # fmt: skip
+    for method, seed, cat, score, thresholds, floor, ceiling in runs:
         curve = sweep(truth, cat, score, thresholds, n_images, config.bins, config.max_offset,
-                      floor)  # fmt: skip
+                      floor, ceiling)  # fmt: skip
         curves.append(label(curve, method, seed))
         table = reliability(truth, cat, n_images, n_bins=config.reliability_bins,
                             max_offset=config.max_offset, mag_ranges=mag_ranges)  # fmt: skip

@@ -18,9 +18,9 @@ from matplotlib.lines import Line2D
 
 #: Methods in drawing order, with their legend text.
 CURVE_LABEL = {
-    "encoder": "encoder (FAVI), sweeping q(n=1)",
-    "sep": "SEP, sweeping the SNR threshold",
-    "ideal": "ideal matched filter (isolated star)",
+    "encoder": "encoder: q(n=1) cut",
+    "sep": "SEP: SNR cut",
+    "ideal": "ideal matched filter",
 }
 #: Line style per magnitude range, in the order of the config's `curves.bins`.
 RANGE_STYLES = ("-", "--", ":", "-.")
@@ -88,7 +88,7 @@ def curves_figure(
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False)
         ]
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey",
-                              label="default operating point"))  # fmt: skip
+                              label="default cut"))  # fmt: skip
         fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     return fig
 
@@ -134,7 +134,7 @@ def reliability_figure(
             bottom.set_xlabel("predicted prob")
         axes[0][0].set_ylabel("fraction matching a star")
         axes[1][0].set_ylabel("detections")
-        handles = [Line2D([], [], color=colors[m], label=CURVE_LABEL[m].split(",")[0])
+        handles = [Line2D([], [], color=colors[m], label=CURVE_LABEL[m].split(":")[0])
                    for m in ("encoder", "sep")]  # fmt: skip
         handles += [
             Line2D([], [], color="grey", ls=ls, label=_range_text(lo, hi) + " (estimated)")
