@@ -40,6 +40,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/curves.smk"
 
 
 localrules:
@@ -57,3 +58,4 @@ rule all:
         figures_targets(),
         ablation_targets(),
         diagnostics_targets(),
+        curves_targets(),
