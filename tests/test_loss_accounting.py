@@ -9,6 +9,7 @@ import yaml
 from conftest import REPO, copy_workflow, run_snakemake
 
 from coaddbliss import loss_accounting as la
+from coaddbliss.parquet import read_provenance, write_table
 from coaddbliss.units import flux_to_mag
 
 CFG = la.AccountingConfig(source_lo=24.0, tile_size=4, max_offset=1.0, mag_edges=(20.0, 23.0))
@@ -179,8 +180,9 @@ def test_aggregate_means_counts_and_pools_recall(cats, tmp_path):
     assert pooled.loc["nothing", "recall"] == pytest.approx(5 / 10)  # (2 + 3) / (5 + 5)
     assert (pooled["n_seeds"] == 2).all()
     path = tmp_path / "loss.parquet"
-    la.write_table(table, path, {"runs": ["a", "b"]})
-    back = la.read_table(path)
+    write_table(table, path, la.LOSS_SCHEMA, {"runs": ["a", "b"]})
+    assert read_provenance(path)["runs"] == ["a", "b"]
+    back = la.read_loss_table(path)
     pd.testing.assert_frame_equal(back, table, check_dtype=False)
     text = la.report(back)
     assert "### d = 5" in text
@@ -203,10 +205,10 @@ def test_report_puts_methods_side_by_side(cats):
 
 def test_read_table_names_the_file(tmp_path):
     with pytest.raises(la.AccountingError, match="not found"):
-        la.read_table(tmp_path / "missing.parquet")
+        la.read_loss_table(tmp_path / "missing.parquet")
     pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(la.AccountingError, match="lacks columns"):
-        la.read_table(tmp_path / "bad.parquet")
+        la.read_loss_table(tmp_path / "bad.parquet")
 
 
 def test_figure_draws_one_panel_per_depth(cats):

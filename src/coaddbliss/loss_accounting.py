@@ -39,7 +39,6 @@ and precision are, docs/method.md §6); rows outside the bins are not counted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +47,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from coaddbliss import __version__
-from coaddbliss.atomic import atomic_path
-from coaddbliss.metrics import match_catalogs
+from coaddbliss.aggregate import POOLED_SEED
+from coaddbliss.errors import InputError
+from coaddbliss.matching import match_catalogs
+from coaddbliss.metrics import bin_index
+from coaddbliss.parquet import read_table
 
 #: Geometric categories of true stars, in priority order.
 CATEGORIES = (
@@ -73,8 +73,6 @@ CAUSE_CATEGORY = {c: c for c in CATEGORIES[:-1]} | {
 SPURIOUS_CAUSES = ("double_detection", "offset_from_star", "noise")
 #: `category` of spurious rows: their n_category is every detection of the bin.
 DETECTION = "detection"
-#: `seed` of the pooled rows (mean over seeds), as in the metrics table.
-POOLED_SEED = -1
 
 #: Brighter-neighbour separation bands (Euclidean, pixels): < 2, 2-4, 4-8.
 NEIGHBOUR_RADII = (2.0, 4.0, 8.0)
@@ -85,7 +83,7 @@ NEAR_RADIUS = 2.0
 #: An unmatched detection this close (max-norm) to a matched star is a second detection, pixels.
 DOUBLE_RADIUS = 2.5
 
-#: The per-run and aggregate table (results/metrics/loss_accounting.parquet).
+#: The per-run and pooled table: results/{name}/metrics/loss_accounting.parquet.
 LOSS_SCHEMA = pa.schema(
     [
         pa.field("method", pa.string(), nullable=False),  # "encoder" or "sep"
@@ -106,10 +104,9 @@ LOSS_SCHEMA = pa.schema(
         pa.field("n_seeds", pa.int64(), nullable=False),  # seeds behind the row
     ]
 )
-METADATA_KEY = b"coaddbliss"
 
 
-class AccountingError(ValueError):
+class AccountingError(InputError):
     """Inputs that cannot be accounted for; the message names the file or the problem."""
 
 
@@ -220,12 +217,6 @@ def spurious_causes(
 
 
 # -- one run -------------------------------------------------------------------------------------
-def _bins(mag: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin of each magnitude in [edges[0], edges[-1]); -1 outside."""
-    idx = np.searchsorted(edges, mag, side="right") - 1
-    return np.where((mag >= edges[0]) & (mag < edges[-1]), idx, -1)
-
-
 def _count(labels: np.ndarray, bins: np.ndarray, names, n_bins: int) -> np.ndarray:
     """(len(names), n_bins) counts of rows with each label in each bin."""
     return np.array([np.bincount(bins[(labels == n) & (bins >= 0)], minlength=n_bins)
@@ -255,8 +246,8 @@ def account_run(
     categories = star_categories(truth, cfg)
     missed = missed_causes(truth, detections, candidates, match.true_matched, categories)
     spurious = spurious_causes(truth, detections, match.true_matched, match.pred_matched)
-    t_bins = _bins(truth["mag"].to_numpy(float), edges)
-    p_bins = _bins(detections["mag"].to_numpy(float), edges)
+    t_bins = bin_index(truth["mag"].to_numpy(float), edges)
+    p_bins = bin_index(detections["mag"].to_numpy(float), edges)
     in_category = _count(categories, t_bins, CATEGORIES, n_bins)
     matched = _count(np.where(match.true_matched, categories, None), t_bins, CATEGORIES, n_bins)
     cat_row = {c: k for k, c in enumerate(CATEGORIES)}
@@ -305,28 +296,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- files ---------------------------------------------------------------------------------------
-def write_table(df: pd.DataFrame, path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """Write a loss table with LOSS_SCHEMA and provenance in the file metadata, atomically."""
-    table = pa.Table.from_pandas(df[LOSS_SCHEMA.names], schema=LOSS_SCHEMA, preserve_index=False)
-    provenance = {"version": __version__, **(metadata or {})}
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(provenance, default=str)})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a loss table; AccountingError naming the file when it is missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise AccountingError(f"{path}: loss table not found")
-    try:
-        df = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowException) as err:
-        raise AccountingError(f"{path}: not a readable Parquet table ({err})") from err
-    missing = [c for c in LOSS_SCHEMA.names if c not in df.columns]
-    if missing:
-        raise AccountingError(f"{path}: loss table lacks columns {missing}")
-    return df
+def read_loss_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a loss table (LOSS_SCHEMA); AccountingError naming the file when it is bad."""
+    return read_table(path, LOSS_SCHEMA, what="loss table", error=AccountingError)
 
 
 # -- the printout --------------------------------------------------------------------------------
@@ -394,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mag-min", type=float, help="only bins with mag_lo >= this (mag)")
     args = parser.parse_args(argv)
     try:
-        print(report(read_table(args.table), args.mag_min))
+        print(report(read_loss_table(args.table), args.mag_min))
     except AccountingError as err:
         parser.exit(1, f"error: {err}\n")
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import matplotlib
+# plotting first: it selects the headless backend before pyplot loads
+from coaddbliss.plotting import METHOD_LABEL, paper_style  # isort: skip
 
-matplotlib.use("Agg")  # headless: the script saves the figure
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from coaddbliss.loss_accounting import MISSED_CAUSES, POOLED_SEED
 
-from coaddbliss.loss_accounting import MISSED_CAUSES, POOLED_SEED  # noqa: E402
-
-#: Bar order and legend text of the methods.
-METHOD_LABEL = {"encoder": "encoder (FAVI)", "sep": "SEP (matched filter)"}
-#: Axis text of the causes (docs/evaluation.md defines them).
+#: Axis text of the causes (docs/diagnostics.md defines them).
 CAUSE_LABEL = {
     "tile_shared": "brighter star in its tile",
     "neighbour_lt2": "brighter star < 2 px",
@@ -49,8 +46,7 @@ def loss_figure(
     causes = list(MISSED_CAUSES)
     y = np.arange(len(causes))
     height = 0.8 / max(len(methods), 1)
-    context = {**sns.plotting_context("paper", font_scale=font_scale), **sns.axes_style("ticks")}
-    with plt.rc_context(context):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             1, len(depths), figsize=(width, 0.25 * len(causes) + 1.2), sharey=True,
             squeeze=False, layout="constrained",

@@ -30,7 +30,7 @@ import pyarrow as pa
 from scipy.stats import norm
 
 from coaddbliss.limits import detection_statistic, false_positives_per_region
-from coaddbliss.metrics import match_catalogs
+from coaddbliss.matching import match_catalogs
 from coaddbliss.units import flux_to_mag, mag_to_flux
 
 #: `seed` of methods without training seeds (SEP, the ideal filter).

@@ -7,7 +7,7 @@ matplotlib Figure out; nothing here reads or writes files (the figure scripts sa
 from __future__ import annotations
 
 # plotting first: it selects the headless backend before pyplot loads
-from coaddbliss.plotting import IQR_HALF_WIDTH, _style, depth_label  # isort: skip
+from coaddbliss.plotting import IQR_HALF_WIDTH, depth_label, paper_style  # isort: skip
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,6 +37,15 @@ def _ranges(table: pd.DataFrame) -> list[tuple[float, float]]:
     return sorted((float(lo), float(hi)) for lo, hi in pairs)
 
 
+def _runs(table: pd.DataFrame, d: int, method: str, lo: float, hi: float):
+    """(seed, rows) of one method's runs at depth d over the magnitude range [lo, hi)."""
+    rows = table[
+        (table["d"] == d) & (table["method"] == method)
+        & (table["mag_lo"] == lo) & (table["mag_hi"] == hi)
+    ]  # fmt: skip
+    return rows.groupby("seed")
+
+
 def _range_text(lo: float, hi: float) -> str:
     return "all magnitudes" if not np.isfinite(lo) else f"{lo:.1f}-{hi:.1f} mag"
 
@@ -58,7 +67,7 @@ def curves_figure(
     ranges = _ranges(curves)
     colors = _method_colors(palette)
     points = operating_points or {}
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             1, max(len(depths), 1), figsize=(width, 0.42 * width + 0.6), squeeze=False,
             sharex=True, sharey=True, layout="constrained",
@@ -66,11 +75,7 @@ def curves_figure(
         for ax, d in zip(axes[0], depths, strict=True):
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
                 for method in CURVE_LABEL:
-                    rows = curves[
-                        (curves["d"] == d) & (curves["method"] == method)
-                        & (curves["mag_lo"] == lo) & (curves["mag_hi"] == hi)
-                    ]  # fmt: skip
-                    for _, run in rows.groupby("seed"):
+                    for _, run in _runs(curves, d, method, lo, hi):
                         run = run.sort_values("threshold")
                         ax.plot(run["recall"], run["precision"], ls=ls, color=colors[method],
                                 lw=1.0, marker=".", ms=2.5)  # fmt: skip
@@ -105,7 +110,7 @@ def reliability_figure(
     depths = sorted(reliability["d"].unique())
     ranges = _ranges(reliability)
     colors = _method_colors(palette)
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             2, max(len(depths), 1), figsize=(width, 0.62 * width + 0.6), squeeze=False,
             sharex=True, sharey="row", height_ratios=(3, 1.3), layout="constrained",
@@ -115,11 +120,7 @@ def reliability_figure(
             top.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
                 for method in ("encoder", "sep"):
-                    rows = reliability[
-                        (reliability["d"] == d) & (reliability["method"] == method)
-                        & (reliability["mag_lo"] == lo) & (reliability["mag_hi"] == hi)
-                    ]  # fmt: skip
-                    for _, run in rows.groupby("seed"):
+                    for _, run in _runs(reliability, d, method, lo, hi):
                         run = run[run["n_detected"] > 0]
                         top.plot(run["mean_prob"], run["fraction_matched"], ls=ls,
                                  color=colors[method], marker="o", ms=3)  # fmt: skip
@@ -155,7 +156,7 @@ def bayes_flux_figure(
     and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd)."""
     depths = sorted(bayes["d"].unique())
     color = sns.color_palette(palette)[2]
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             1, max(len(depths), 1), figsize=(width, 0.36 * width + 0.6), squeeze=False,
             sharex=True, sharey=True, layout="constrained",

@@ -1,37 +1,18 @@
-# Stage 'diagnostics': where each method loses stars (docs/evaluation.md). Candidates below the
+# Stage 'diagnostics' (docs/diagnostics.md): where each method loses stars. Candidates below the
 # detection threshold (encoder: every tile with q(n = 1) > diagnostics.candidate_threshold; SEP:
 # detection at diagnostics.sep_candidate_threshold sigma), then one cause per missed star and per
 # spurious detection of every run, pooled over seeds, and a bar chart of the missed-star causes.
-#
-#   catalogs/d{d}/candidates/seed{seed}.parquet   encoder candidates (rule infer_candidates)
-#   baselines/sep/candidates/d{d}.parquet         SEP candidates (rule sep_candidates)
-#   metrics/loss_accounting.parquet               per run and pooled (rule loss_accounting)
-#   figures/loss_accounting.{png,pdf}             missed-star causes per method and d
-#
-# Every template derives from another stage's, so a moved results tree moves these too.
+# Cross-key checks of the `diagnostics` section (candidates below the detection thresholds):
+# coaddbliss.config. Targets of `rule all`: common.smk.
 
 DIAGNOSTICS = config["diagnostics"]
-if not DIAGNOSTICS["candidate_threshold"] < config["infer"]["threshold"]:
-    raise ValueError(
-        "config: diagnostics.candidate_threshold must be below infer.threshold "
-        "(candidates are a superset of the detections)"
-    )
-if not DIAGNOSTICS["sep_candidate_threshold"] < config["baseline"]["threshold"]:
-    raise ValueError(
-        "config: diagnostics.sep_candidate_threshold must be below baseline.threshold "
-        "(candidates are a superset of the detections)"
-    )
-
-
-# the candidates of a method sit in a `candidates/` folder beside its detections
-CANDIDATE_CATALOG = os.path.join(
-    os.path.dirname(ENCODER_CATALOG), "candidates", os.path.basename(ENCODER_CATALOG)
-)  # infer.smk
-SEP_CANDIDATE_CATALOG = os.path.join(
-    os.path.dirname(SEP_CATALOG), "candidates", os.path.basename(SEP_CATALOG)
-)  # baseline.smk
+#: The candidates of a method sit in a `candidates/` folder beside its detections.
+CANDIDATE_CATALOG = result_path("catalogs/d{d}/candidates/seed{seed}.parquet")
+SEP_CANDIDATE_CATALOG = result_path("baselines/sep/candidates/d{d}.parquet")
 CANDIDATE_PATHS = {"encoder": CANDIDATE_CATALOG, "sep": SEP_CANDIDATE_CATALOG}
-LOSS_TABLE = os.path.join(os.path.dirname(METRICS_TABLE), "loss_accounting.parquet")
+LOSS_TABLE = result_path("metrics/loss_accounting.parquet")
+#: (method, d, seed) of every run the accounting covers, in input order (functions: common.smk)
+LOSS_RUNS = [(m, d, s) for m in CATALOG_PATHS for d, s in method_runs(m)]
 
 
 use rule infer_catalog as infer_candidates with:
@@ -66,17 +47,13 @@ use rule baseline_sep as sep_candidates with:
         background=config["survey"]["background"],
 
 
-#: (method, d, seed) of every run the accounting covers, in input order (functions: common.smk)
-LOSS_RUNS = [(m, d, s) for m in scored_methods() for d, s in method_runs(m)]
-
-
 rule loss_accounting:
     input:
         truth=TEST_TRUTH,
         cubes=expand(TEST_CUBE, d=DEPTHS),  # N of each depth's test split (header only)
         catalogs=[CATALOG_PATHS[m].format(d=d, seed=s) for m, d, s in LOSS_RUNS],
         candidates=[CANDIDATE_PATHS[m].format(d=d, seed=s) for m, d, s in LOSS_RUNS],
-        code=package_sources("loss_accounting", "metrics", "catalog", "images"),
+        code=script_sources("loss_accounting.py"),
     output:
         table=LOSS_TABLE,
     log:
@@ -101,14 +78,9 @@ rule loss_accounting:
 rule figure_loss_accounting:
     input:
         table=rules.loss_accounting.output.table,
-        code=package_sources("loss_figure", "plotting"),
+        code=script_sources("figure_loss_accounting.py"),
     output:
-        png=report(
-            FIGURE.format(name="loss_accounting", ext="png"),
-            caption="../report/loss_accounting.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE.format(name="loss_accounting", ext="pdf"),
+        **figure_output("loss_accounting"),
     log:
         log_path("figure_loss_accounting", "loss_accounting"),
     conda:
@@ -117,10 +89,3 @@ rule figure_loss_accounting:
         figures=config["figures"],
     script:
         "../scripts/figure_loss_accounting.py"
-
-
-#: What `rule all` asks for: the loss table and its figure, once some rule writes catalogs
-#: (a lambda: the lint wants named functions in common.smk, away from the rules)
-diagnostics_targets = lambda: (
-    [LOSS_TABLE] + rules.figure_loss_accounting.output if scored_methods() else []
-)

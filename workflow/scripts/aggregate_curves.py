@@ -6,14 +6,14 @@ import logging
 
 import pandas as pd
 
-from coaddbliss.logs import log_to_file
-from coaddbliss.metrics import read_table, write_table
 from coaddbliss.operating_curves import (
     CURVES_SCHEMA,
     MATCHED_SCHEMA,
     RELIABILITY_SCHEMA,
     matched_precision_table,
 )
+from coaddbliss.parquet import read_table, write_table
+from coaddbliss.scripting import rule_job
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -30,30 +30,30 @@ def main(
 ) -> None:
     """Concatenate the per-depth tables and derive the matched-precision table."""
     curve_table = pd.concat([read_table(p, CURVES_SCHEMA) for p in curves], ignore_index=True)
-    rel_table = pd.concat([read_table(p, RELIABILITY_SCHEMA) for p in reliability],
-                          ignore_index=True)  # fmt: skip
+    rel_table = pd.concat(
+        [read_table(p, RELIABILITY_SCHEMA) for p in reliability], ignore_index=True
+    )
     matched = matched_precision_table(curve_table, sep_threshold=sep_threshold, levels=levels)
     write_table(curve_table, out_curves, CURVES_SCHEMA, {"runs": curves})
     write_table(rel_table, out_reliability, RELIABILITY_SCHEMA, {"runs": reliability})
-    write_table(matched, out_matched, MATCHED_SCHEMA,
-                {"sep_threshold": sep_threshold, "levels": levels})  # fmt: skip
-    at_sep = matched[matched["target"].str.startswith("sep@")]
-    for row in at_sep.itertuples():
+    provenance = {"sep_threshold": sep_threshold, "levels": levels}
+    write_table(matched, out_matched, MATCHED_SCHEMA, provenance)
+    for row in matched[matched["target"].str.startswith("sep@")].itertuples():
         LOG.info(
-            "d=%d %s seed %d, %.1f-%.1f mag: recall %.3f at SEP's precision %.3f (threshold %s)",
-            row.d, row.method, row.seed, row.mag_lo, row.mag_hi, row.recall,
-            row.target_precision, row.threshold,
-        )  # fmt: skip
+            f"d={row.d} {row.method} seed {row.seed}, {row.mag_lo:.1f}-{row.mag_hi:.1f} mag: "
+            f"recall {row.recall:.3f} at SEP's precision {row.target_precision:.3f} "
+            f"(threshold {row.threshold})"
+        )
 
 
 if __name__ == "__main__":
-    log_to_file(snakemake.log[0])  # noqa: F821
-    main(
-        curves=list(snakemake.input.curves),  # noqa: F821
-        reliability=list(snakemake.input.reliability),  # noqa: F821
-        sep_threshold=float(snakemake.params.sep_threshold),  # noqa: F821
-        levels=[float(v) for v in snakemake.params.levels],  # noqa: F821
-        out_curves=snakemake.output.curves,  # noqa: F821
-        out_reliability=snakemake.output.reliability,  # noqa: F821
-        out_matched=snakemake.output.matched,  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        main(
+            curves=list(snakemake.input.curves),
+            reliability=list(snakemake.input.reliability),
+            sep_threshold=float(snakemake.params.sep_threshold),
+            levels=[float(v) for v in snakemake.params.levels],
+            out_curves=snakemake.output.curves,
+            out_reliability=snakemake.output.reliability,
+            out_matched=snakemake.output.matched,
+        )

@@ -2,23 +2,25 @@
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 import logging
+from typing import Any
 
 from coaddbliss.bayes_flux import BAYES_SCHEMA, BayesFluxConfig, bayes_flux_table
-from coaddbliss.logs import log_to_file
-from coaddbliss.metrics import EvaluateConfig, write_table
+from coaddbliss.metrics import EvaluateConfig
+from coaddbliss.parquet import write_table
 from coaddbliss.psf import PSF, PSFParams
+from coaddbliss.scripting import rule_job
 
 LOG = logging.getLogger("coaddbliss")
 
 
 def main(
     *,
-    bayes: dict,
-    psf_config: dict,
-    prior: dict,
+    bayes: dict[str, Any],
+    psf_config: dict[str, Any],
+    prior: dict[str, Any],
     background: float,
     depths: list[int],
-    evaluate: dict,
+    evaluate: dict[str, Any],
     out: str,
 ) -> None:
     """Monte Carlo over the prior in every evaluation bin and depth; write BAYES_SCHEMA."""
@@ -33,24 +35,25 @@ def main(
         flux_max=float(prior["flux_max"]), alpha=float(prior["alpha"]),
         config=BayesFluxConfig.from_config(bayes),
     )  # fmt: skip
-    write_table(table, out, BAYES_SCHEMA, {"bayes_flux": bayes, "psf": psf_config,
-                                           "prior": prior, "background": background})  # fmt: skip
+    provenance = {"bayes_flux": bayes, "psf": psf_config, "prior": prior, "background": background}
+    write_table(table, out, BAYES_SCHEMA, provenance)
     for row in table[table["mag_lo"] == table["mag_lo"].max()].itertuples():
         LOG.info(
-            "d=%d, %.1f-%.1f mag: median residual %+.3f [%+.3f, %+.3f], Cramer-Rao %.3f",
-            row.d, row.mag_lo, row.mag_hi, row.residual_median, row.residual_q25,
-            row.residual_q75, row.crb,
-        )  # fmt: skip
+            f"d={row.d}, {row.mag_lo:.1f}-{row.mag_hi:.1f} mag: median residual "
+            f"{row.residual_median:+.3f} [{row.residual_q25:+.3f}, {row.residual_q75:+.3f}], "
+            f"Cramer-Rao {row.crb:.3f}"
+        )
 
 
 if __name__ == "__main__":
-    log_to_file(snakemake.log[0])  # noqa: F821
-    main(
-        bayes=dict(snakemake.params.bayes),  # noqa: F821
-        psf_config=dict(snakemake.params.psf),  # noqa: F821
-        prior=dict(snakemake.params.prior),  # noqa: F821
-        background=float(snakemake.params.background),  # noqa: F821
-        depths=[int(d) for d in snakemake.params.depths],  # noqa: F821
-        evaluate=dict(snakemake.params.evaluate),  # noqa: F821
-        out=snakemake.output.table,  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        params = snakemake.params
+        main(
+            bayes=dict(params.bayes),
+            psf_config=dict(params.psf),
+            prior=dict(params.prior),
+            background=float(params.background),
+            depths=[int(d) for d in params.depths],
+            evaluate=dict(params.evaluate),
+            out=snakemake.output.table,
+        )

@@ -1,42 +1,42 @@
 """Rules figure_curves, figure_reliability, figure_bayes_flux: one table in, one figure out."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
-import logging
+from typing import Any
 
 from coaddbliss.bayes_flux import BAYES_SCHEMA
-from coaddbliss.logs import log_to_file
-from coaddbliss.metrics import read_table
 from coaddbliss.operating_curves import CURVES_SCHEMA, RELIABILITY_SCHEMA
+from coaddbliss.parquet import read_table
 from coaddbliss.plot_curves import bayes_flux_figure, curves_figure, reliability_figure
 from coaddbliss.plotting import save_figure, style_options
+from coaddbliss.scripting import rule_job
 
-LOG = logging.getLogger("coaddbliss")
+#: Figure kind -> (its table's schema, its figure function).
+FIGURES = {
+    "curves": (CURVES_SCHEMA, curves_figure),
+    "reliability": (RELIABILITY_SCHEMA, reliability_figure),
+    "bayes_flux": (BAYES_SCHEMA, bayes_flux_figure),
+}
 
 
-def main(*, kind: str, table: str, png: str, pdf: str, figures: dict,
-         operating_points: dict) -> None:  # fmt: skip
-    """Draw the `kind` figure ('curves', 'reliability' or 'bayes_flux') from its table."""
-    style = style_options(figures)
-    if kind == "curves":
-        fig = curves_figure(read_table(table, CURVES_SCHEMA), operating_points=operating_points,
-                            **style)  # fmt: skip
-    elif kind == "reliability":
-        fig = reliability_figure(read_table(table, RELIABILITY_SCHEMA), **style)
-    elif kind == "bayes_flux":
-        fig = bayes_flux_figure(read_table(table, BAYES_SCHEMA), **style)
-    else:
-        raise ValueError(f"unknown figure kind {kind!r}")
+def main(
+    *, kind: str, table: str, png: str, pdf: str, figures: dict[str, Any], options: dict[str, Any]
+) -> None:
+    """Draw the `kind` figure from its table; `options`: the figure function's own keywords."""
+    schema, figure = FIGURES[kind]
+    fig = figure(
+        read_table(table, schema, what=f"{kind} table"), **options, **style_options(figures)
+    )
     save_figure(fig, png, pdf, dpi=figures["dpi"])
-    LOG.info("%s figure from %s", kind, table)
 
 
 if __name__ == "__main__":
-    log_to_file(snakemake.log[0])  # noqa: F821
-    main(
-        kind=snakemake.params.kind,  # noqa: F821
-        table=snakemake.input.table,  # noqa: F821
-        png=snakemake.output.png,  # noqa: F821
-        pdf=snakemake.output.pdf,  # noqa: F821
-        figures=dict(snakemake.params.figures),  # noqa: F821
-        operating_points=dict(snakemake.params.operating_points),  # noqa: F821
-    )
+    with rule_job(snakemake.log[0]):
+        out, params = snakemake.output, snakemake.params
+        main(
+            kind=params.kind,
+            table=snakemake.input.table,
+            png=out.png,
+            pdf=out.pdf,
+            figures=dict(params.figures),
+            options=dict(params.options),
+        )
