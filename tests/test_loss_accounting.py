@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import REPO, copy_workflow, run_snakemake
+from conftest import DEMO_CONFIG, DEMO_RESULTS, copy_workflow, dry_run, merged_config
 
 from coaddbliss import loss_accounting as la
 from coaddbliss.parquet import read_provenance, write_table
@@ -231,18 +230,22 @@ def test_bins_must_increase():
         la.AccountingConfig(mag_edges=(23.0, 20.0))
 
 
-def test_workflow_plans_candidates_and_the_accounting(tmp_path):
+def test_workflow_plans_candidates_the_accounting_and_the_curves(tmp_path):
     workdir = copy_workflow(tmp_path / "repo")
-    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--configfile",
-                           "config/demo.yaml")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    jobs = {
-        line.split()[0]: int(line.split()[1])
-        for line in result.stdout.splitlines()
-        if len(line.split()) == 2 and line.split()[1].isdigit()
-    }
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    jobs, plan = dry_run(workdir, DEMO_CONFIG)
+    config = merged_config(workdir, DEMO_CONFIG)
     n_depths, n_seeds = len(config["simulate"]["depths"]), len(config["data"]["train_seeds"])
     assert jobs["infer_candidates"] == n_depths * n_seeds
-    assert jobs["sep_candidates"] == n_depths
-    assert jobs["loss_accounting"] == jobs["figure_loss_accounting"] == 1
+    assert jobs["sep_candidates"] == jobs["operating_curves"] == n_depths
+    for rule in ("loss_accounting", "aggregate_curves", "bayes_flux"):
+        assert jobs[rule] == 1, rule
+    for name in ("loss_accounting", "curves", "reliability", "bayes_flux"):
+        assert jobs[f"figure_{name}"] == 1, name
+        assert f"{DEMO_RESULTS}/figures/{name}.png" in plan
+    for path in (
+        "catalogs/d1/candidates/seed0.parquet",
+        "baselines/sep/candidates/d1.parquet",
+        "metrics/loss_accounting.parquet",
+        "metrics/matched_precision.parquet",
+    ):
+        assert f"{DEMO_RESULTS}/{path}" in plan, path

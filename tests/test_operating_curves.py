@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from coaddbliss.baseline import detection_probability
 from coaddbliss.limits import detection_statistic, psf_pixel_fractions
 from coaddbliss.operating_curves import (
+    CURVES_SCHEMA,
+    MATCHED_SCHEMA,
+    RELIABILITY_SCHEMA,
+    CurvesConfig,
+    curves_for_depth,
     ideal_sweep,
     matched_precision_table,
     recall_at_precision,
@@ -17,6 +23,7 @@ from coaddbliss.operating_curves import (
     sep_snr_ceiling,
     sweep,
 )
+from coaddbliss.parquet import read_provenance, read_table, write_table
 from coaddbliss.psf import PSF, PSFParams
 from coaddbliss.units import mag_to_flux
 
@@ -170,3 +177,24 @@ def test_ideal_sweep_matches_a_monte_carlo_of_the_filter(pixels, depth):
         assert false.iloc[0] > 1 and out["precision"].iloc[0] < 1
     else:  # at d = 5 a mag-23 star has SNR 7.6: noise never looks like one
         assert false.iloc[0] < 1e-6
+
+
+def test_tables_round_trip_their_schemas(tmp_path, pixels):
+    config = CurvesConfig(bins=tuple(BIN), prob_thresholds=(0.1, 0.5), snr_thresholds=(5.0,))
+    curves, rel = curves_for_depth(
+        TRUTH, encoder={0: (PRED, 0.1)}, sep=None, depth=5, n_images=2, background=865.0,
+        pixels=pixels, region_pixels=1600, config=config,
+    )  # fmt: skip
+    matched = matched_precision_table(curves, sep_threshold=5.0, levels=[0.5])
+    for name, df, schema in (
+        ("curves", curves, CURVES_SCHEMA),
+        ("reliability", rel, RELIABILITY_SCHEMA),
+        ("matched", matched, MATCHED_SCHEMA),
+    ):
+        path = tmp_path / f"{name}.parquet"
+        write_table(df, path, schema, {"depth": 5})
+        assert pq.read_schema(path).names == schema.names
+        back = read_table(path, schema)
+        pd.testing.assert_frame_equal(back, df[schema.names], check_dtype=False)
+        assert read_provenance(path)["depth"] == 5
+    assert set(curves["method"]) == {"encoder", "ideal"}

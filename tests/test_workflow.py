@@ -24,6 +24,11 @@ from conftest import (
     run_snakemake,
 )
 
+from coaddbliss.bayes_flux import BAYES_SCHEMA
+from coaddbliss.loss_accounting import LOSS_SCHEMA
+from coaddbliss.operating_curves import CURVES_SCHEMA, MATCHED_SCHEMA, RELIABILITY_SCHEMA
+from coaddbliss.parquet import read_table
+
 
 def test_dry_run_of_the_paper_protocol(tmp_path):
     workdir = copy_workflow(tmp_path / "repo")
@@ -76,6 +81,28 @@ def test_demo_writes_the_data_contract(demo_workdir):
                     assert cube[i, r, c] > 865 + 0.02 * star.flux
     # every job left a log
     assert (results / "logs/simulate_images/test.log").read_text().strip()
+
+
+@pytest.mark.slow
+def test_demo_writes_the_diagnostics_and_curves(demo_workdir):
+    """Loss accounting, operating curves, reliability and the Bayes flux reference: tables with
+    their schemas and rows for every depth, and their figures."""
+    results = demo_workdir / DEMO_RESULTS
+    depths = set(merged_config(demo_workdir, DEMO_CONFIG)["simulate"]["depths"])
+    for table, schema in (
+        ("loss_accounting", LOSS_SCHEMA),
+        ("curves", CURVES_SCHEMA),
+        ("reliability", RELIABILITY_SCHEMA),
+        ("matched_precision", MATCHED_SCHEMA),
+        ("bayes_flux", BAYES_SCHEMA),
+    ):
+        df = read_table(results / "metrics" / f"{table}.parquet", schema)
+        assert set(df["d"]) == depths, table
+    loss = read_table(results / "metrics/loss_accounting.parquet", LOSS_SCHEMA)
+    assert set(loss["method"]) == {"encoder", "sep"}
+    for name in ("loss_accounting", "curves", "reliability", "bayes_flux"):
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"{name}.{ext}").stat().st_size > 0
 
 
 @pytest.mark.slow
