@@ -1,6 +1,6 @@
 """The Bayes reference for photometry: the exact posterior median flux of an isolated star.
 
-docs/baseline-and-limits.md: the Cramér-Rao line says how well an unbiased estimator can do, but
+docs/diagnostics.md: the Cramér-Rao line says how well an unbiased estimator can do, but
 near the prior's floor (mag 23 = flux_min) no estimator is unbiased and the posterior median is
 pulled up by the truncation. This module measures, by Monte Carlo over the prior, what the
 exact Bayes estimator does under the simulator's own model, per 0.2-mag bin and depth d.

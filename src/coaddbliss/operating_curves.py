@@ -1,6 +1,6 @@
 """Operating curves and the reliability of `prob` in the dimmest magnitude bins.
 
-docs/evaluation.md: the paper scores every method at one operating point (q(n = 1) > 0.5 for the
+docs/diagnostics.md: the paper scores every method at one operating point (q(n = 1) > 0.5 for the
 encoder, 5 sigma for SEP). Here each method sweeps its own detection score instead:
 - the encoder its `prob` (on a low-threshold candidates catalog, the sweep goes below 0.5);
 - SEP its matched-filter SNR, recovered from `prob` (`sep_snr`; on the low-threshold SEP
