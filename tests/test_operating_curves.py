@@ -180,7 +180,10 @@ def test_ideal_sweep_matches_a_monte_carlo_of_the_filter(pixels, depth):
 
 
 def test_tables_round_trip_their_schemas(tmp_path, pixels):
-    config = CurvesConfig(bins=tuple(BIN), prob_thresholds=(0.1, 0.5), snr_thresholds=(5.0,))
+    config = CurvesConfig(
+        bins=tuple(BIN), prob_thresholds=(0.1, 0.5), snr_thresholds=(5.0,), reliability_bins=4,
+        precision_levels=(0.5,), max_offset=1.0,
+    )  # fmt: skip
     curves, rel = curves_for_depth(
         TRUTH, encoder={0: (PRED, 0.1)}, sep=None, depth=5, n_images=2, background=865.0,
         pixels=pixels, region_pixels=1600, config=config,

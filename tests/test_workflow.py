@@ -237,16 +237,26 @@ def jobs_using(module, config):
     """Demo jobs that rerun after an edit to `module`, by hand from the library's imports:
     the rules whose script imports it (directly or not), and every job downstream of them."""
     n_d, n_s = len(config["simulate"]["depths"]), len(config["data"]["train_seeds"])
-    encoder = {"train_encoder": n_d * n_s, "infer_catalog": n_d * n_s}
+    encoder = {
+        "train_encoder": n_d * n_s,
+        "infer_catalog": n_d * n_s,
+        "infer_candidates": n_d * n_s,
+    }
     after_scores = {"aggregate_metrics": 1, "figure_metrics": 1, "figure_calibration": 1}
+    # the accounting and the curves read every catalog and candidate catalog
+    after_catalogs = {
+        "loss_accounting": 1, "figure_loss_accounting": 1, "operating_curves": n_d,
+        "aggregate_curves": 1, "figure_curves": 1, "figure_reliability": 1,
+    }  # fmt: skip
     if module == "tiles":  # train.py and variational.py: the encoder's rules, not SEP's scores
-        return {**encoder, "score_catalog": n_d * n_s, **after_scores}
-    if module == "units":  # catalog, prior, baseline, limits: everything but the PSF image
+        return {**encoder, "score_catalog": n_d * n_s, **after_scores, **after_catalogs}
+    if module == "units":  # catalog, prior, baseline, limits, bayes_flux: all but the PSF image
         n_sets = 1 + 2 * n_s
         return {
             "simulate_catalog": n_sets, "simulate_images": n_sets, **encoder,
-            "baseline_sep": n_d, "physical_limits": 1, "score_catalog": n_d * n_s + n_d,
-            "figure_scene": 1, **after_scores,
+            "baseline_sep": n_d, "sep_candidates": n_d, "physical_limits": 1,
+            "score_catalog": n_d * n_s + n_d, "figure_scene": 1, **after_scores,
+            **after_catalogs, "bayes_flux": 1, "figure_bayes_flux": 1,
         }  # fmt: skip
     raise ValueError(module)
 

@@ -89,14 +89,15 @@ MATCHED_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class CurvesConfig:
-    """The `curves` section of config.yaml (plus evaluate.max_offset)."""
+    """The `curves` section of config.yaml (plus evaluate.max_offset); no defaults: the
+    threshold grids are {min, max, step} in the config, tuples here (`from_config`)."""
 
-    bins: tuple[tuple[float, float], ...] = ((22.4, 23.0), (22.8, 23.0))  # magnitude ranges
-    prob_thresholds: tuple[float, ...] = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))
-    snr_thresholds: tuple[float, ...] = tuple(np.round(np.arange(3.0, 10.01, 0.25), 2))
-    reliability_bins: int = 10  # equal-width bins of prob on [0, 1]
-    precision_levels: tuple[float, ...] = (0.9, 0.95)  # fixed targets of the matched table
-    max_offset: float = 1.0  # a pair matches only if max(|dx|, |dy|) < this, pixels
+    bins: tuple[tuple[float, float], ...]  # magnitude ranges [lo, hi), mag
+    prob_thresholds: tuple[float, ...]  # encoder sweep of q(n = 1)
+    snr_thresholds: tuple[float, ...]  # SEP and ideal-filter sweep, sigma
+    reliability_bins: int  # equal-width bins of prob on [0, 1]
+    precision_levels: tuple[float, ...]  # fixed targets of the matched table
+    max_offset: float  # a pair matches only if max(|dx|, |dy|) < this, pixels
 
     @classmethod
     def from_config(cls, section: dict[str, Any], max_offset: float) -> CurvesConfig:
