@@ -1,5 +1,7 @@
 # coaddbliss: simulate star fields as single exposures and coadds, train amortized encoders
-# per depth d and seed, catalog the held-out test set, score it, and draw the paper's figures.
+# per depth d and seed, catalog the held-out test set, score it, and draw the paper's figures;
+# then account for every missed star and sweep each method's detection threshold
+# (docs/diagnostics.md).
 #
 # results/{name}/                               one root per config: `name` of the merged config
 #                                                (config.yaml: paper; config/demo.yaml: demo; ...)
@@ -16,6 +18,13 @@
 #   metrics/runs/{method}/d{d}/seed{seed}.parquet  one scored catalog + bootstrap (score_catalog)
 #   metrics/metrics.parquet                      every statistic, per seed and pooled
 #   figures/{scene,metrics,calibration}.{png,pdf}  figure 1, figure 2, calibration (figure_*)
+#   catalogs/d{d}/candidates/seed{seed}.parquet  encoder candidates, q(n = 1) > the candidate cut
+#   baselines/sep/candidates/d{d}.parquet        SEP candidates, a lower detection threshold
+#   metrics/loss_accounting.parquet              one cause per missed star and spurious detection
+#   metrics/{curves,reliability}/d{d}.parquet    operating curves, prob reliability of one depth
+#   metrics/{curves,reliability,matched_precision}.parquet  every depth; recall at fixed precision
+#   metrics/bayes_flux.parquet                   exact posterior-median flux residuals (Bayes)
+#   figures/{loss_accounting,curves,reliability,bayes_flux}.{png,pdf}  their figures
 #   ablation/                                    noise-model ablation (ablation.enabled):
 #     white/data/, white/models/, catalogs/, metrics/runs/, ablation.parquet
 #   figures/ablation.{png,pdf}                   its figure
@@ -39,6 +48,8 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/curves.smk"
 
 
 localrules:
@@ -55,3 +66,5 @@ rule all:
         evaluate_targets(),
         figures_targets(),
         ablation_targets(),
+        diagnostics_targets(),
+        curves_targets(),

@@ -97,6 +97,16 @@ def test_leaves_on_a_known_case():
         ("prior", "max_sources", 8.0, r"prior\.max_sources"),
         ("encoder", "tile_size", 4.0, r"encoder\.tile_size"),
         ("figures", "dpi", 200.0, r"figures\.dpi"),
+        # candidates must be a superset of the detections: a lower threshold
+        ("diagnostics", "candidate_threshold", 0.5, r"diagnostics\.candidate_threshold.*infer"),
+        ("diagnostics", "sep_candidate_threshold", 6.0, r"sep_candidate_threshold.*baseline"),
+        # ... from either side: a detection threshold lowered below the candidates' fails too
+        ("infer", "threshold", 0.05, r"diagnostics\.candidate_threshold.*infer\.threshold"),
+        ("baseline", "threshold", 3.0, r"sep_candidate_threshold.*baseline\.threshold"),
+        ("diagnostics", "mag_edges", [20.0, 22.0, 21.0], r"diagnostics\.mag_edges.*increase"),
+        ("curves", "bins", [[22.4, 23.0], [23.0, 22.8]], r"curves\.bins.*empty"),
+        ("curves", "prob_thresholds", {"min": 0.9, "max": 0.1, "step": 0.05}, r"prob_thresholds"),
+        ("curves", "snr_thresholds", {"min": 8.0, "max": 3.0, "step": 0.5}, r"snr_thresholds"),
     ],
 )
 def test_bad_values_name_the_key(config, section, key, value, message):
@@ -120,6 +130,8 @@ def test_values_next_to_the_bounds_pass(config):
     ok["evaluate"]["band"] = [0.0, 1.0]
     ok["evaluate"]["mag_max"] = ok["evaluate"]["mag_min"] + 0.2
     ok["train"]["learning_rate"] = 1  # a float key given as an integer is fine
+    ok["diagnostics"]["candidate_threshold"] = 0.49  # just below infer.threshold 0.5
+    ok["curves"]["snr_thresholds"] = {"min": 5.0, "max": 5.0, "step": 0.25}  # one threshold
     validate_config(ok, SCHEMA)
 
 

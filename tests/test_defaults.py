@@ -7,6 +7,7 @@ use other settings than the paper's protocol; this fails when either side change
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from pathlib import Path
 
@@ -15,15 +16,17 @@ import yaml
 
 import coaddbliss
 from coaddbliss.baseline import SepSettings
+from coaddbliss.bayes_flux import BayesFluxConfig
 from coaddbliss.encoder import EncoderConfig
 from coaddbliss.infer import InferConfig
+from coaddbliss.loss_accounting import AccountingConfig
 from coaddbliss.metrics import EvaluateConfig
 from coaddbliss.simulate import SimSettings
 from coaddbliss.train import TrainConfig
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 
-#: Config dataclass -> the config.yaml sections its fields come from.
+#: Config dataclass -> the config.yaml sections its fields come from ("a.b": a nested section).
 SECTIONS = {
     EvaluateConfig: ("evaluate",),
     TrainConfig: ("train",),
@@ -31,6 +34,8 @@ SECTIONS = {
     EncoderConfig: ("encoder", "image"),
     SepSettings: ("baseline",),
     SimSettings: ("survey", "image", "simulate"),
+    AccountingConfig: ("image", "encoder", "evaluate", "diagnostics"),
+    BayesFluxConfig: ("curves.bayes_flux",),
 }
 
 
@@ -50,7 +55,7 @@ def mismatches(cls, sections: tuple[str, ...], config: dict) -> dict:
     """Field -> (default, config value) for defaults that differ from, or are missing in, config."""
     values = {}
     for section in sections:
-        values.update(config[section])
+        values.update(functools.reduce(dict.get, section.split("."), config))
     return {
         name: (default, values.get(name, "<no key>"))
         for name, default in defaults(cls).items()

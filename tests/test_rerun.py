@@ -15,8 +15,18 @@ import pandas as pd
 import pytest
 from conftest import DEMO_CONFIG, DEMO_RESULTS, copy_completed_run, planned_jobs, run_snakemake
 
-FIGURE_RULES = {"figure_scene", "figure_metrics", "figure_calibration"}
-METRIC_RULES = {"score_catalog", "aggregate_metrics"}
+FIGURE_RULES = {
+    "figure_scene",
+    "figure_metrics",
+    "figure_calibration",
+    "figure_loss_accounting",
+    "figure_curves",
+    "figure_reliability",
+    "figure_bayes_flux",
+}
+# metrics.py is imported by the loss accounting (its magnitude bins, the pooled seed) and by the
+# Bayes flux reference (the evaluation bins): they rerun with the scores
+METRIC_RULES = {"score_catalog", "aggregate_metrics", "loss_accounting", "bayes_flux"}
 
 pytestmark = pytest.mark.slow
 

@@ -24,6 +24,11 @@ from conftest import (
     run_snakemake,
 )
 
+from coaddbliss.bayes_flux import BAYES_SCHEMA
+from coaddbliss.loss_accounting import LOSS_SCHEMA
+from coaddbliss.operating_curves import CURVES_SCHEMA, MATCHED_SCHEMA, RELIABILITY_SCHEMA
+from coaddbliss.parquet import read_table
+
 
 def test_dry_run_of_the_paper_protocol(tmp_path):
     workdir = copy_workflow(tmp_path / "repo")
@@ -76,6 +81,28 @@ def test_demo_writes_the_data_contract(demo_workdir):
                     assert cube[i, r, c] > 865 + 0.02 * star.flux
     # every job left a log
     assert (results / "logs/simulate_images/test.log").read_text().strip()
+
+
+@pytest.mark.slow
+def test_demo_writes_the_diagnostics_and_curves(demo_workdir):
+    """Loss accounting, operating curves, reliability and the Bayes flux reference: tables with
+    their schemas and rows for every depth, and their figures."""
+    results = demo_workdir / DEMO_RESULTS
+    depths = set(merged_config(demo_workdir, DEMO_CONFIG)["simulate"]["depths"])
+    for table, schema in (
+        ("loss_accounting", LOSS_SCHEMA),
+        ("curves", CURVES_SCHEMA),
+        ("reliability", RELIABILITY_SCHEMA),
+        ("matched_precision", MATCHED_SCHEMA),
+        ("bayes_flux", BAYES_SCHEMA),
+    ):
+        df = read_table(results / "metrics" / f"{table}.parquet", schema)
+        assert set(df["d"]) == depths, table
+    loss = read_table(results / "metrics/loss_accounting.parquet", LOSS_SCHEMA)
+    assert set(loss["method"]) == {"encoder", "sep"}
+    for name in ("loss_accounting", "curves", "reliability", "bayes_flux"):
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"{name}.{ext}").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -210,16 +237,26 @@ def jobs_using(module, config):
     """Demo jobs that rerun after an edit to `module`, by hand from the library's imports:
     the rules whose script imports it (directly or not), and every job downstream of them."""
     n_d, n_s = len(config["simulate"]["depths"]), len(config["data"]["train_seeds"])
-    encoder = {"train_encoder": n_d * n_s, "infer_catalog": n_d * n_s}
+    encoder = {
+        "train_encoder": n_d * n_s,
+        "infer_catalog": n_d * n_s,
+        "infer_candidates": n_d * n_s,
+    }
     after_scores = {"aggregate_metrics": 1, "figure_metrics": 1, "figure_calibration": 1}
+    # the accounting and the curves read every catalog and candidate catalog
+    after_catalogs = {
+        "loss_accounting": 1, "figure_loss_accounting": 1, "operating_curves": n_d,
+        "aggregate_curves": 1, "figure_curves": 1, "figure_reliability": 1,
+    }  # fmt: skip
     if module == "tiles":  # train.py and variational.py: the encoder's rules, not SEP's scores
-        return {**encoder, "score_catalog": n_d * n_s, **after_scores}
-    if module == "units":  # catalog, prior, baseline, limits: everything but the PSF image
+        return {**encoder, "score_catalog": n_d * n_s, **after_scores, **after_catalogs}
+    if module == "units":  # catalog, prior, baseline, limits, bayes_flux: all but the PSF image
         n_sets = 1 + 2 * n_s
         return {
             "simulate_catalog": n_sets, "simulate_images": n_sets, **encoder,
-            "baseline_sep": n_d, "physical_limits": 1, "score_catalog": n_d * n_s + n_d,
-            "figure_scene": 1, **after_scores,
+            "baseline_sep": n_d, "sep_candidates": n_d, "physical_limits": 1,
+            "score_catalog": n_d * n_s + n_d, "figure_scene": 1, **after_scores,
+            **after_catalogs, "bayes_flux": 1, "figure_bayes_flux": 1,
         }  # fmt: skip
     raise ValueError(module)
 

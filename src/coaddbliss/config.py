@@ -50,6 +50,8 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> N
     check_prior(config)
     check_ranges(config)
     check_ablation(config)
+    check_diagnostics(config)
+    check_curves(config)
 
 
 def _fail(key: str, message: str) -> None:
@@ -127,6 +129,38 @@ def check_ablation(config: dict[str, Any]) -> None:
         main_values = config[section][name]
         if missing := sorted(set(ablation[key]) - set(main_values)):
             _fail(f"ablation.{key}", f"{missing} not in '{main_key}' {main_values}")
+
+
+def check_diagnostics(config: dict[str, Any]) -> None:
+    """Candidates below the detection thresholds (a superset of the detections); bins ordered."""
+    diagnostics = config["diagnostics"]
+    for key, main_key in (
+        ("candidate_threshold", "infer.threshold"),
+        ("sep_candidate_threshold", "baseline.threshold"),
+    ):
+        section, name = main_key.split(".")
+        value, detection = diagnostics[key], config[section][name]
+        if not value < detection:
+            _fail(
+                f"diagnostics.{key}",
+                f"({value}) must be < '{main_key}' ({detection}): candidates are a superset of "
+                "the detections",
+            )
+    edges = diagnostics["mag_edges"]
+    if any(not lo < hi for lo, hi in zip(edges[:-1], edges[1:], strict=False)):
+        _fail("diagnostics.mag_edges", f"({edges}) must increase")
+
+
+def check_curves(config: dict[str, Any]) -> None:
+    """Magnitude ranges that are not empty; threshold grids whose min is not above their max."""
+    curves = config["curves"]
+    for lo, hi in curves["bins"]:
+        if not lo < hi:
+            _fail("curves.bins", f"range [{lo}, {hi}) is empty")
+    for key in ("prob_thresholds", "snr_thresholds"):
+        grid = curves[key]
+        if not grid["min"] <= grid["max"]:
+            _fail(f"curves.{key}", f"min ({grid['min']}) must be <= max ({grid['max']})")
 
 
 def load_config(path: str | os.PathLike, schema_path: str | os.PathLike) -> dict[str, Any]:

@@ -35,7 +35,7 @@ METHOD_STYLE = {"encoder": "-", "sep": "--"}
 METHOD_LABEL = {"encoder": "encoder (FAVI)", "sep": "SEP (matched filter)"}
 
 
-def _style(font_scale: float):
+def paper_style(font_scale: float):
     """Seaborn's paper context and a clean ticks style, applied only inside the block."""
     context = sns.plotting_context("paper", font_scale=font_scale)
     style = sns.axes_style("ticks")
@@ -92,7 +92,7 @@ def scene_figure(
     # Linear up to half the single-exposure noise sigma (a mag-23 star peaks near 35 counts).
     color_norm = AsinhNorm(linear_width=sigma1 / 2, vmin=-sigma1, vmax=max(vmax, 3 * sigma1))
     marker_color = sns.color_palette(palette)[1]
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             1,
             len(depths),
@@ -159,7 +159,7 @@ def metrics_figure(
     depths = sorted(metrics["d"].unique())
     colors = depth_colors(depths, palette)
     methods = [m for m in METHOD_STYLE if (metrics["method"] == m).any()]
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             1, 3, figsize=(width, width * 0.36 + 0.5), sharex=True, layout="constrained"
         )
@@ -238,7 +238,7 @@ def calibration_figure(
         ("coverage_log_flux", r"log-flux interval"),
         ("coverage_location", "location interval"),
     )
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(1, 2, figsize=(width * 0.8, width * 0.36), layout="constrained")
         drawn = set()
         for ax, (stat, title) in zip(axes, panels, strict=True):
@@ -314,7 +314,7 @@ def ablation_figure(
         ("flux_residual_median", r"median $(\hat f - f)/f$", "true magnitude"),
         ("coverage_log_flux", "log-flux coverage", "nominal coverage"),
     )
-    with _style(font_scale):
+    with paper_style(font_scale):
         fig, axes = plt.subplots(
             len(depths),
             len(panels),

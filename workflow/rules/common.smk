@@ -198,6 +198,24 @@ def metrics_runs(wildcards=None):
     ]
 
 
+# -- diagnostics and curves (docs/diagnostics.md): targets (diagnostics.smk, curves.smk) ------
+
+
+def diagnostics_targets():
+    """The loss-accounting table and its figure (LOSS_TABLE: diagnostics.smk)."""
+    return [LOSS_TABLE] + rules.figure_loss_accounting.output
+
+
+def curves_targets():
+    """The curves, reliability, matched-precision and Bayes flux tables and their figures."""
+    return (
+        [CURVES_TABLE, RELIABILITY_TABLE, MATCHED_TABLE, BAYES_TABLE]
+        + rules.figure_curves.output
+        + rules.figure_reliability.output
+        + rules.figure_bayes_flux.output
+    )
+
+
 # -- noise-model ablation (docs/ablation.md): targets and input functions (ablation.smk) -------
 # Cross-key checks of the `ablation` section (depths, seeds, noise stage): coaddbliss.config.
 

@@ -1,0 +1,183 @@
+"""Operating curves, reliability diagram and the Bayes flux reference as pure figure functions.
+
+Tables in (operating_curves.CURVES_SCHEMA, RELIABILITY_SCHEMA, bayes_flux.BAYES_SCHEMA), a
+matplotlib Figure out; nothing here reads or writes files (the figure scripts save and close).
+"""
+
+from __future__ import annotations
+
+# plotting first: it selects the headless backend before pyplot loads
+from coaddbliss.plotting import IQR_HALF_WIDTH, depth_label, paper_style  # isort: skip
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+#: Methods in drawing order, with their legend text.
+CURVE_LABEL = {
+    "encoder": "encoder: q(n=1) cut",
+    "sep": "SEP: SNR cut",
+    "ideal": "ideal matched filter",
+}
+#: Line style per magnitude range, in the order of the config's `curves.bins`.
+RANGE_STYLES = ("-", "--", ":", "-.")
+
+
+def _method_colors(palette: str) -> dict[str, tuple]:
+    colors = sns.color_palette(palette, n_colors=3)
+    return {"encoder": colors[0], "sep": colors[1], "ideal": (0.2, 0.2, 0.2)}
+
+
+def _ranges(table: pd.DataFrame) -> list[tuple[float, float]]:
+    """The (mag_lo, mag_hi) ranges of a table, brightest-first."""
+    pairs = table[["mag_lo", "mag_hi"]].drop_duplicates().itertuples(index=False)
+    return sorted((float(lo), float(hi)) for lo, hi in pairs)
+
+
+def _runs(table: pd.DataFrame, d: int, method: str, lo: float, hi: float):
+    """(seed, rows) of one method's runs at depth d over the magnitude range [lo, hi)."""
+    rows = table[
+        (table["d"] == d) & (table["method"] == method)
+        & (table["mag_lo"] == lo) & (table["mag_hi"] == hi)
+    ]  # fmt: skip
+    return rows.groupby("seed")
+
+
+def _range_text(lo: float, hi: float) -> str:
+    return "all magnitudes" if not np.isfinite(lo) else f"{lo:.1f}-{hi:.1f} mag"
+
+
+def curves_figure(
+    curves: pd.DataFrame,
+    *,
+    operating_points: dict[str, float] | None = None,
+    width: float = 7.0,
+    palette: str = "colorblind",
+    font_scale: float = 1.0,
+) -> Figure:
+    """Precision (by estimated mag) against recall (by true mag), one panel per d.
+
+    Colour: the method; line style: the magnitude range; one thin line per encoder seed.
+    `operating_points` (method -> threshold, e.g. {"encoder": 0.5, "sep": 5.0}) are marked.
+    """
+    depths = sorted(curves["d"].unique())
+    ranges = _ranges(curves)
+    colors = _method_colors(palette)
+    points = operating_points or {}
+    with paper_style(font_scale):
+        fig, axes = plt.subplots(
+            1, max(len(depths), 1), figsize=(width, 0.42 * width + 0.6), squeeze=False,
+            sharex=True, sharey=True, layout="constrained",
+        )  # fmt: skip
+        for ax, d in zip(axes[0], depths, strict=True):
+            for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
+                for method in CURVE_LABEL:
+                    for _, run in _runs(curves, d, method, lo, hi):
+                        run = run.sort_values("threshold")
+                        ax.plot(run["recall"], run["precision"], ls=ls, color=colors[method],
+                                lw=1.0, marker=".", ms=2.5)  # fmt: skip
+                        at = run[np.isclose(run["threshold"], points.get(method, np.nan))]
+                        ax.plot(at["recall"], at["precision"], ls="", marker="o", ms=5,
+                                mfc="none", mec=colors[method])  # fmt: skip
+            ax.set_title(depth_label(d))
+            ax.set_xlabel("recall (true mag)")
+            ax.set_xlim(0, 1.02)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("precision (estimated mag)")
+        handles = [Line2D([], [], color=colors[m], label=t) for m, t in CURVE_LABEL.items()]
+        handles += [
+            Line2D([], [], color="grey", ls=ls, label=_range_text(lo, hi))
+            for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False)
+        ]
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey",
+                              label="default cut"))  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    return fig
+
+
+def reliability_figure(
+    reliability: pd.DataFrame,
+    *,
+    width: float = 7.0,
+    palette: str = "colorblind",
+    font_scale: float = 1.0,
+) -> Figure:
+    """Reliability diagram per d: fraction of detections matching a star against their mean
+    predicted prob (top) and the detections per prob bin (bottom, log scale)."""
+    depths = sorted(reliability["d"].unique())
+    ranges = _ranges(reliability)
+    colors = _method_colors(palette)
+    with paper_style(font_scale):
+        fig, axes = plt.subplots(
+            2, max(len(depths), 1), figsize=(width, 0.62 * width + 0.6), squeeze=False,
+            sharex=True, sharey="row", height_ratios=(3, 1.3), layout="constrained",
+        )  # fmt: skip
+        for col, d in enumerate(depths):
+            top, bottom = axes[0][col], axes[1][col]
+            top.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+            for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
+                for method in ("encoder", "sep"):
+                    for _, run in _runs(reliability, d, method, lo, hi):
+                        run = run[run["n_detected"] > 0]
+                        top.plot(run["mean_prob"], run["fraction_matched"], ls=ls,
+                                 color=colors[method], marker="o", ms=3)  # fmt: skip
+                        centres = 0.5 * (run["prob_lo"] + run["prob_hi"])
+                        bottom.plot(centres, run["n_detected"], ls=ls, color=colors[method],
+                                    drawstyle="steps-mid")  # fmt: skip
+            top.set_title(depth_label(d))
+            top.set_xlim(0, 1)
+            top.set_ylim(0, 1.02)
+            top.grid(alpha=0.3)
+            bottom.set_yscale("log")
+            bottom.set_xlabel("predicted prob")
+        axes[0][0].set_ylabel("fraction matching a star")
+        axes[1][0].set_ylabel("detections")
+        handles = [Line2D([], [], color=colors[m], label=CURVE_LABEL[m].split(":")[0])
+                   for m in ("encoder", "sep")]  # fmt: skip
+        handles += [
+            Line2D([], [], color="grey", ls=ls, label=_range_text(lo, hi) + " (estimated)")
+            for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False)
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    return fig
+
+
+def bayes_flux_figure(
+    bayes: pd.DataFrame,
+    *,
+    width: float = 7.0,
+    palette: str = "colorblind",
+    font_scale: float = 1.0,
+) -> Figure:
+    """Fractional residual of the exact posterior median per d against true magnitude: median
+    and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd)."""
+    depths = sorted(bayes["d"].unique())
+    color = sns.color_palette(palette)[2]
+    with paper_style(font_scale):
+        fig, axes = plt.subplots(
+            1, max(len(depths), 1), figsize=(width, 0.36 * width + 0.6), squeeze=False,
+            sharex=True, sharey=True, layout="constrained",
+        )  # fmt: skip
+        for ax, d in zip(axes[0], depths, strict=True):
+            rows = bayes[bayes["d"] == d].sort_values("mag_lo")
+            mag = 0.5 * (rows["mag_lo"] + rows["mag_hi"])
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.fill_between(mag, rows["residual_q25"], rows["residual_q75"], color=color,
+                            alpha=0.3, lw=0)  # fmt: skip
+            ax.plot(mag, rows["residual_median"], color=color, marker=".")
+            half = IQR_HALF_WIDTH * rows["crb"]
+            ax.plot(mag, half, color="k", ls="--", lw=0.9)
+            ax.plot(mag, -half, color="k", ls="--", lw=0.9)
+            ax.set_title(depth_label(d))
+            ax.set_xlabel("true magnitude")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("(f_hat - f) / f")
+        handles = [
+            Line2D([], [], color=color, marker=".", label="posterior median: median, 25-75 %"),
+            Line2D([], [], color="k", ls="--", label="Cramér-Rao 25-75 % (± 0.674 sd)"),
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    return fig

@@ -1,0 +1,32 @@
+"""The curve figures draw one panel per depth from their tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from coaddbliss.plot_curves import bayes_flux_figure, curves_figure, reliability_figure
+
+
+def test_one_panel_per_depth_and_operating_points_marked():
+    rows = [("encoder", d, 0, 22.4, 23.0, t, 0.9 - t / 2, 0.8 + t / 5)
+            for d in (1, 5) for t in (0.1, 0.5, 0.9)]  # fmt: skip
+    curves = pd.DataFrame(rows, columns=["method", "d", "seed", "mag_lo", "mag_hi",
+                                         "threshold", "recall", "precision"])  # fmt: skip
+    fig = curves_figure(curves, operating_points={"encoder": 0.5})
+    assert [ax.get_title() for ax in fig.axes] == ["d = 1 (single)", "d = 5 (coadd)"]
+    # per panel: the curve and its operating-point marker (one point, at threshold 0.5)
+    marker = fig.axes[0].lines[1]
+    assert list(marker.get_xdata()) == [0.9 - 0.25] and list(marker.get_ydata()) == [0.9]
+
+
+def test_reliability_and_bayes_figures():
+    rel = pd.DataFrame({"method": "encoder", "d": 5, "seed": 0, "mag_lo": float("-inf"),
+                        "mag_hi": float("inf"), "prob_lo": [0.5, 0.9], "prob_hi": [0.6, 1.0],
+                        "n_detected": [0, 10], "n_matched": [0, 9], "mean_prob": [None, 0.95],
+                        "fraction_matched": [None, 0.9]})  # fmt: skip
+    fig = reliability_figure(rel)
+    assert len(fig.axes) == 2  # reliability above, counts below
+    bayes = pd.DataFrame({"d": [1, 1, 5, 5], "mag_lo": [20.0, 20.2] * 2, "mag_hi": [20.2, 20.4] * 2,
+                          "residual_median": 0.0, "residual_q25": -0.01, "residual_q75": 0.01,
+                          "crb": 0.02})  # fmt: skip
+    assert len(bayes_flux_figure(bayes).axes) == 2
