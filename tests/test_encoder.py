@@ -8,8 +8,9 @@ import torch
 from coaddbliss.encoder import Encoder, EncoderConfig, build_encoder, n_parameters, normalize
 
 
-def test_one_pass_gives_every_tile():
-    model = build_encoder(EncoderConfig(), 0).eval()
+@pytest.mark.parametrize("full_res_channels", [0, 8])
+def test_one_pass_gives_every_tile(full_res_channels):
+    model = build_encoder(EncoderConfig(full_res_channels=full_res_channels), 0).eval()
     images = torch.full((5, 88, 88), 865.0)
     x = model.crop(normalize(images, 865.0, 1))
     assert x.shape == (5, 1, 56, 56)  # [24 - 8, 64 + 8) on each axis
@@ -23,10 +24,11 @@ def test_normalize_hand_values():
     assert normalize(y, b, d).tolist() == pytest.approx([0.0, math.asinh(1.0), math.asinh(-3.0)])
 
 
-def test_tile_outputs_see_their_own_pixels_and_not_far_ones():
+@pytest.mark.parametrize("full_res_channels", [0, 8])
+def test_tile_outputs_see_their_own_pixels_and_not_far_ones(full_res_channels):
     # The input-gradient of tile (row 3, col 7) must be nonzero over that tile's 4 x 4 pixels
     # (x in [52, 56), y in [36, 40) of the frame) and zero 40 px away: tiles are aligned.
-    model = build_encoder(EncoderConfig(), 0).eval()
+    model = build_encoder(EncoderConfig(full_res_channels=full_res_channels), 0).eval()
     images = torch.randn(1, 88, 88) * 30 + 865
     x = model.crop(normalize(images, 865.0, 1)).requires_grad_(True)
     model(x)[0, 0, 3, 7].backward()

@@ -32,6 +32,7 @@ class EncoderConfig:
     width: int = 64  # channels at tile resolution
     n_blocks: int = 2  # residual blocks at tile resolution
     flux_offset: float = 8.0  # added to the flux-mean output: ln(2981 counts), mid-prior
+    full_res_channels: int = 0  # > 0: two convs at full resolution before the 2 x 2 unshuffle
 
     def __post_init__(self):
         if self.tile_size % 2 or self.margin % self.tile_size:
@@ -55,6 +56,7 @@ class EncoderConfig:
             width=int(enc["width"]),
             n_blocks=int(enc["n_blocks"]),
             flux_offset=float(enc["flux_offset"]),
+            full_res_channels=int(enc["full_res_channels"]),
         )
 
     def as_dict(self) -> dict:
@@ -114,8 +116,16 @@ class Encoder(nn.Module):
         n_down = int(math.log2(down))
         if 2**n_down != down:
             raise ValueError("tile_size must be a power of two")
-        # 2 x 2 pixel unshuffle: full-resolution work at a quarter of the cost, no information lost
-        layers: list[nn.Module] = [nn.PixelUnshuffle(2), _conv_bn(4, c), _conv_bn(c, c)]
+        # 2 x 2 pixel unshuffle: full-resolution work at a quarter of the cost, no information lost.
+        # Optional full-resolution convs first: where two stars 2-4 px apart are told apart, a
+        # 3 x 3 kernel on the unshuffled cells spans 6 x 6 pixels but sees each 2 x 2 block as one.
+        f = config.full_res_channels
+        layers: list[nn.Module] = (
+            [_conv_bn(1, f), _conv_bn(f, f), nn.PixelUnshuffle(2), _conv_bn(4 * f, c)]
+            if f > 0
+            else [nn.PixelUnshuffle(2), _conv_bn(4, c)]
+        )
+        layers.append(_conv_bn(c, c))
         for i in range(n_down):
             layers.append(_conv_bn(c if i == 0 else w, w, stride=2))
         layers += [ResBlock(w) for _ in range(config.n_blocks)]

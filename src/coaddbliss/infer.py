@@ -21,6 +21,7 @@ from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import autocast
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.images import cube_batches
+from coaddbliss.tile_merge import merge_adjacent
 from coaddbliss.variational import constrain, logit_normal_moments
 
 log = logging.getLogger("coaddbliss.infer")
@@ -32,6 +33,8 @@ class InferConfig:
 
     batch_size: int = 256  # images per forward pass: bounds memory, not the result
     threshold: float = 0.5  # a tile is a detection when q(n = 1) > threshold
+    merge_radius: float = 0.0  # adjacent tiles whose stars lie closer (px, both axes) are one
+    # star (coaddbliss.tile_merge); 0 = independent tiles, the paper's family
 
     @classmethod
     def from_config(cls, infer_config: dict) -> InferConfig:
@@ -70,7 +73,7 @@ def check_compatible(
 
 
 def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, threshold: float,
-                  device: torch.device) -> pd.DataFrame:  # fmt: skip
+                  device: torch.device, merge_radius: float = 0.0) -> pd.DataFrame:  # fmt: skip
     """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows."""
     model, cfg = enc.model, enc.model.config
     with torch.inference_mode():
@@ -80,19 +83,23 @@ def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, thresho
         with autocast(device):
             raw = model(x)
         p = constrain(raw, cfg.flux_offset)
-    prob = p.prob.cpu().numpy()  # (n, K, K)
+    prob = p.prob.cpu().numpy().astype(np.float64)  # (n, K, K)
+    all_mu = p.loc_mu.cpu().numpy().astype(np.float64)  # (n, K, K, 2)
+    k = prob.shape[-1]
+    origin = np.stack(np.meshgrid(np.arange(k), np.arange(k), indexing="xy"), axis=-1)  # (K, K, 2)
+    # star position of every tile: the logit-normal median sigmoid(mu), in pixels (x, y)
+    all_xy = cfg.source_lo + (origin + 1.0 / (1.0 + np.exp(-all_mu))) * cfg.tile_size
+    prob = merge_adjacent(prob, all_xy, merge_radius)
     img, row, col = np.nonzero(prob > threshold)
-    loc_mu = p.loc_mu.cpu().numpy()[img, row, col]  # (D, 2)
+    loc_mu = all_mu[img, row, col]  # (D, 2)
     loc_sd = p.loc_sd.cpu().numpy()[img, row, col]
-    _, u_sd = logit_normal_moments(loc_mu.astype(np.float64), loc_sd.astype(np.float64))
-    u_med = 1.0 / (1.0 + np.exp(-loc_mu.astype(np.float64)))  # logit-normal median
-    origin = np.stack([col, row], axis=1)  # tile index (x, y)
-    xy = cfg.source_lo + (origin + u_med) * cfg.tile_size  # pixels
+    _, u_sd = logit_normal_moments(loc_mu, loc_sd.astype(np.float64))
+    xy = all_xy[img, row, col]  # (D, 2) pixels
     return pd.DataFrame({
         "image_id": (img + first_id).astype(np.int64),
         "x": xy[:, 0], "y": xy[:, 1],
         "flux": np.exp(p.flux_mu.cpu().numpy()[img, row, col].astype(np.float64)),
-        "prob": prob[img, row, col].astype(np.float64),
+        "prob": prob[img, row, col],
         "x_sd": u_sd[:, 0] * cfg.tile_size, "y_sd": u_sd[:, 1] * cfg.tile_size,
         "log_flux_sd": p.flux_sd.cpu().numpy()[img, row, col].astype(np.float64),
     })  # fmt: skip
@@ -114,7 +121,11 @@ def infer_catalog(
     check_compatible(enc, checkpoint, cube, header, encoder_config)
     parts, first = [], 0
     for images in batches:
-        parts.append(predict_batch(enc, images, first, infer_config.threshold, device))
+        parts.append(
+            predict_batch(
+                enc, images, first, infer_config.threshold, device, infer_config.merge_radius
+            )
+        )
         first += len(images)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     write_catalog(
