@@ -18,7 +18,7 @@ import torch
 
 from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
-from coaddbliss.device import autocast
+from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.images import cube_batches
 from coaddbliss.variational import constrain, logit_normal_moments
@@ -69,17 +69,27 @@ def check_compatible(
         )
 
 
-def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, threshold: float,
-                  device: torch.device) -> pd.DataFrame:  # fmt: skip
-    """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows."""
+def predict_batch(
+    enc: LoadedEncoder,
+    images: np.ndarray,
+    first_id: int,
+    threshold: float,
+    device: torch.device,
+    plan: DevicePlan | None = None,
+) -> pd.DataFrame:
+    """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows.
+
+    `plan`: autocast of the forward pass; None takes the device's own (plan_for).
+    """
+    plan = plan or plan_for(device)
     model, cfg = enc.model, enc.model.config
     with torch.inference_mode():
         x = torch.from_numpy(images).to(device)
         x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
         x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        with plan.autocast(device):
             raw = model(x)
-        p = constrain(raw, cfg.flux_offset)
+        p = constrain(raw, cfg.flux_offset)  # fp32 (constrain casts)
     prob = p.prob.cpu().numpy()  # (n, K, K)
     img, row, col = np.nonzero(prob > threshold)
     loc_mu = p.loc_mu.cpu().numpy()[img, row, col]  # (D, 2)
@@ -107,14 +117,18 @@ def infer_catalog(
     encoder_config: EncoderConfig | None,
     seed: int,
     device: torch.device,
+    plan: DevicePlan | None = None,
 ) -> pd.DataFrame:
-    """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically."""
+    """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically.
+
+    `plan`: autocast of the forward passes; None takes the device's own (plan_for).
+    """
     enc = load_encoder(checkpoint, device)
     header, n_images, batches = cube_batches(cube, infer_config.batch_size)
     check_compatible(enc, checkpoint, cube, header, encoder_config)
     parts, first = [], 0
     for images in batches:
-        parts.append(predict_batch(enc, images, first, infer_config.threshold, device))
+        parts.append(predict_batch(enc, images, first, infer_config.threshold, device, plan))
         first += len(images)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     write_catalog(
