@@ -102,8 +102,9 @@ if _target:
 
 
 def snakemake_args(*targets: str) -> list[str]:
-    # --configfile last: it takes every argument up to the next flag
-    return ["--cores", "2", "--resources", "gpu=0", *targets, "--configfile", CONFIG]
+    # targets first, --configfile last: --resources and --configfile take every argument up to
+    # the next flag
+    return [*targets, "--cores", "2", "--resources", "gpu=0", "--configfile", CONFIG]
 
 
 @pytest.fixture(scope="module")
