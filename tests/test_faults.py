@@ -274,13 +274,15 @@ def test_disk_full_publishes_nothing_and_names_the_file(reference, copy):
     assert out.returncode != 0
     assert not (copy / target).exists() and not (copy / target).with_name("d1.fits").exists()
     log = (copy / f"{R}/logs/simulate_images/test.log").read_text()
-    assert "File too large" in log and re.search(r"d[15]\.fits", log), log[-3000:]
     leftovers = [n for n in tree(copy) if ".partial-" in n]
     assert not leftovers, leftovers  # an exception: atomic_path removed its temporary file
     rerun = run_snakemake(copy, *snakemake_args(target), timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_same_results(copy, reference)
     assert_nothing_left(copy, reference)
+    # NEEDS faults-a (error messages): on faults-b alone the log says only "OSError: 154880
+    # requested and 1000 written", naming no file
+    assert re.search(r"data/test/\.?d[15]\.fits", log), log[-3000:]
 
 
 def test_reference_is_complete(reference):
