@@ -360,8 +360,8 @@ def epochs_logged(log_text: str) -> list[int]:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_cancelled_training_is_retried_from_its_last_epoch(cluster, tmp_path):
-    """scancel a training job part-way: the same run resubmits it (profile `retries`), and the
-    new job continues from the last finished epoch."""
+    """scancel a training job part-way: the same run resubmits it (profile `retries`), the
+    new job continues from the last finished epoch, and its log keeps the cancelled one's."""
     repo = copy_workflow(tmp_path / "repo")
     site_profile(repo)
     # Small data and few epochs: one epoch takes seconds, and there is room to cancel after it.
@@ -398,11 +398,61 @@ def test_cancelled_training_is_retried_from_its_last_epoch(cluster, tmp_path):
             run_.kill()
             run_.wait()
     assert run_.returncode == 0, f"the cancelled job was not retried:\n{stderr[-4000:]}"
-    log = (repo / TRAIN_LOG).read_text()  # the retried job's log (each attempt rewrites it)
-    m = re.search(r"resuming from \S+: epoch (\d+) done, continuing at epoch (\d+)", log)
+    check_resumed_log((repo / TRAIN_LOG).read_text(), done_before, epochs)
+    assert (repo / TRAIN_TARGET).is_file() and not resume.exists()
+
+
+def check_resumed_log(log: str, done_before: int, epochs: int) -> None:
+    """The retried job's log: the killed attempt's lines first (Snakemake deleted its log file
+    before the retry; training kept them in resume.log), then a resume after the last epoch
+    saved, then only the missing epochs."""
+    marker = "-- end of earlier attempts"
+    assert "log of the earlier attempts of this job" in log and marker in log, log
+    earlier, retried = log.split(marker, 1)
+    killed_epochs = epochs_logged(earlier)
+    m = re.search(r"resuming from \S+: epoch (\d+) done, continuing at epoch (\d+)", retried)
     assert m, f"the retried job did not resume:\n{log}"
     resumed_at = int(m.group(1))
     assert done_before <= resumed_at < epochs and int(m.group(2)) == resumed_at + 1
+    # what the killed job finished (and maybe one epoch logged but killed before its save)
+    assert killed_epochs[:resumed_at] == list(range(1, resumed_at + 1)), log
+    assert len(killed_epochs) <= resumed_at + 1, log
     # Only the missing epochs were trained again, up to the last one.
-    assert epochs_logged(log) == list(range(resumed_at + 1, epochs + 1)), log
+    assert epochs_logged(retried) == list(range(resumed_at + 1, epochs + 1)), log
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_training_killed_by_its_time_limit_is_retried_and_resumed(cluster, tmp_path):
+    """A training job that outlives its `runtime` (sbatch --time) is killed by SLURM (TIMEOUT),
+    resubmitted by the same run (profile `retries`), and the new job resumes from the last
+    epoch saved; its log keeps the timed-out attempt's lines."""
+    repo = copy_workflow(tmp_path / "repo")
+    site_profile(repo)
+    # One minute of wall time for training (the shortest sbatch --time), and enough work for
+    # about two: ~10 epochs of several seconds each on this node. SLURM ends the first attempt
+    # between 60 s and 60 s + its timer period (+ KillWait before the SIGKILL); the second
+    # attempt, resumed, needs the remaining epochs only.
+    path = repo / "profiles" / "slurm" / "config.yaml"
+    prof = load_profile(path)
+    prof["set-resources"]["train_encoder"]["runtime"] = 1
+    path.write_text(yaml.safe_dump(prof, sort_keys=False))
+    epochs = 10
+    write_config(
+        repo, "timeout", train={"epochs": epochs}, data={"train_scenes": 600, "val_scenes": 100}
+    )
+    out = snakemake_on_slurm(repo, cluster, TRAIN_TARGET, "--configfile", "config/timeout.yaml",
+                             limit_s=900)  # fmt: skip
+    assert out.returncode == 0, f"the timed-out job was not retried:\n{out.stderr[-4000:]}"
+    assert re.search(r"TIMEOUT|timed? ?out", out.stderr + out.stdout, re.I), out.stderr[-4000:]
+    log = (repo / TRAIN_LOG).read_text()
+    earlier = log.split("-- end of earlier attempts", 1)[0]
+    done_before = max(epochs_logged(earlier), default=0)
+    assert 1 <= done_before < epochs, f"the first attempt did not time out mid-way:\n{log}"
+    check_resumed_log(log, done_before, epochs)
+    resume = repo / TRAIN_TARGET.replace("encoder.pt", "resume.pt")
     assert (repo / TRAIN_TARGET).is_file() and not resume.exists()
+    assert not resume.with_name("resume.log").exists()
+    # SLURM's own logs: one per attempt, none overwritten (the plugin names them by job id)
+    attempts = list((repo / ".snakemake" / "slurm_logs" / "rule_train_encoder").rglob("*.log"))
+    assert len(attempts) >= 2, attempts

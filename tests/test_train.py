@@ -1,8 +1,10 @@
-"""Training: checkpoint contents, CPU determinism, device choice, kill-and-resume."""
+"""Training: checkpoint contents, CPU determinism, device choice and plan, kill-and-resume,
+resume refused across code changes."""
 
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +16,11 @@ import pytest
 import torch
 from encoder_data import make_split
 
-from coaddbliss.device import choose_device
-from coaddbliss.encoder import EncoderConfig
-from coaddbliss.train import RESUME_NAME, TrainConfig, train_encoder
+import coaddbliss.train as train_module
+from coaddbliss.device import CPU_PLAN, CUDA_PLAN, DevicePlan, choose_device, plan_for
+from coaddbliss.encoder import EncoderConfig, build_encoder
+from coaddbliss.infer import InferConfig, infer_catalog
+from coaddbliss.train import RESUME_LOG, RESUME_NAME, TrainConfig, code_sources, train_encoder
 
 SMALL = EncoderConfig(stem_channels=8, width=16, n_blocks=1)
 FAST = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, eval_batch_size=16)
@@ -35,10 +39,10 @@ def data(tmp_path_factory):
     }
 
 
-def run(data, out: Path, seed=0, cfg=FAST, enc=SMALL):
+def run(data, out: Path, seed=0, cfg=FAST, enc=SMALL, plan=None, device="cpu"):
     return train_encoder(
         **data, checkpoint=str(out / "encoder.pt"), history=str(out / "history.tsv"),
-        encoder_config=enc, train_config=cfg, seed=seed, device=torch.device("cpu"),
+        encoder_config=enc, train_config=cfg, seed=seed, device=torch.device(device), plan=plan,
     )  # fmt: skip
 
 
@@ -147,3 +151,198 @@ def test_killed_training_resumes_where_it_stopped(data, tmp_path):
     b = torch.load(tmp_path / "straight" / "encoder.pt", weights_only=True)["state_dict"]
     for name in a:
         assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
+
+
+# ---- resume across code changes ---------------------------------------------------------------
+
+THREE = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, eval_batch_size=16)
+
+
+def interrupted_run(data, out: Path, monkeypatch, after_epochs: int = 1) -> None:
+    """Train THREE until `after_epochs` epochs are saved in resume.pt, then fail (a killed job)."""
+    real, calls = train_module.evaluate_loss, []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > after_epochs:
+            raise KeyboardInterrupt("killed")  # not an Exception: nothing may swallow it
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "evaluate_loss", evaluate_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run(data, out, cfg=THREE)
+    assert int(torch.load(out / RESUME_NAME, weights_only=True)["epoch"]) == after_epochs
+
+
+def library_copy(tmp_path: Path, edit: str | None) -> Path:
+    """A copy of the library's files, with a comment appended to `edit` (a file name)."""
+    copy = tmp_path / "lib"
+    shutil.copytree(train_module.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    if edit:
+        (copy / edit).write_text((copy / edit).read_text() + "\n# edited by test_train\n")
+    return copy
+
+
+def test_code_sources_follow_the_import_graph(tmp_path):
+    sources = code_sources()
+    # what training runs (directly or not) is in; what it never imports is out
+    assert {"train.py", "encoder.py", "variational.py", "tiles.py", "__init__.py"} <= set(sources)
+    assert not {"plotting.py", "metrics.py", "baseline.py", "simulate.py"} & set(sources)
+    edited = code_sources(package_dir=library_copy(tmp_path, "encoder.py"))
+    assert {n for n in sources if sources[n] != edited[n]} == {"encoder.py"}
+
+
+@pytest.mark.parametrize(
+    "edit, resumes",
+    [(None, True), ("plotting.py", True), ("encoder.py", False), ("variational.py", False)],
+)
+def test_resume_only_from_the_same_code(data, tmp_path, monkeypatch, caplog, edit, resumes):
+    """An interrupted job whose library was edited since (encoder.py, or anything training
+    imports) starts over, saying why; an edit elsewhere, or none, resumes."""
+    out = tmp_path / "model"
+    interrupted_run(data, out, monkeypatch)
+    monkeypatch.setattr(train_module, "PACKAGE_DIR", library_copy(tmp_path, edit))
+    with caplog.at_level(logging.INFO, logger="coaddbliss"):
+        history = run(data, out, cfg=THREE)
+    assert history["epoch"].tolist() == [1, 2, 3]
+    resumed = "continuing at epoch 2" in caplog.text
+    assert resumed == resumes, caplog.text
+    if not resumes:
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(f"from different code ({edit} changed): starting over" in w
+                   for w in warnings), warnings  # fmt: skip
+    assert not (out / RESUME_NAME).exists() and not (out / RESUME_LOG).exists()
+
+
+def test_resume_state_that_does_not_load_starts_over(data, tmp_path, monkeypatch, caplog):
+    """A resume state whose weights this code cannot load (same fingerprint: e.g. a module
+    renamed a layer) starts over instead of crashing every rerun."""
+    out = tmp_path / "model"
+    interrupted_run(data, out, monkeypatch)
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    other = EncoderConfig(stem_channels=8, width=8, n_blocks=2)  # other shapes and layers
+    state["model"] = build_encoder(other, 0).state_dict()
+    torch.save(state, out / RESUME_NAME)
+    with caplog.at_level(logging.INFO, logger="coaddbliss"):
+        history = run(data, out, cfg=THREE)
+    assert "does not fit this code" in caplog.text and "starting over" in caplog.text
+    assert "continuing at" not in caplog.text
+    assert history["epoch"].tolist() == [1, 2, 3]
+    ckpt = torch.load(out / "encoder.pt", weights_only=True)
+    build_encoder(SMALL, 0).load_state_dict(ckpt["state_dict"])  # the configured model
+
+
+def test_retry_log_keeps_the_killed_attempts_log(data, tmp_path, monkeypatch, caplog):
+    """Snakemake deletes a job's log before a retry: the killed attempt's lines come back."""
+    caplog.set_level(logging.INFO, logger="coaddbliss")  # as a rule job logs (rule_job)
+    out = tmp_path / "model"
+    interrupted_run(data, out, monkeypatch, after_epochs=2)
+    assert "epoch 2/3" in (out / RESUME_LOG).read_text()
+    caplog.clear()
+    run(data, out, cfg=THREE)
+    text = caplog.text
+    earlier = text.index("log of the earlier attempts")
+    assert earlier < text.index("epoch 1/3") < text.index("epoch 2/3") < text.index(
+        "end of earlier attempts") < text.index("continuing at epoch 3") < text.index(
+        "epoch 3/3")  # fmt: skip
+    assert not (out / RESUME_LOG).exists()
+
+
+# ---- the GPU's code path (resident data, bf16 autocast), run on the CPU -----------------------
+
+
+def test_device_plans():
+    assert plan_for(torch.device("cpu")) == CPU_PLAN == DevicePlan(False, None)  # fp32, fast
+    assert plan_for(torch.device("cuda")) == CUDA_PLAN == DevicePlan(True, torch.bfloat16)
+
+
+@pytest.fixture(scope="module")
+def larger(tmp_path_factory):
+    """Enough images for a validation loss that measures a model, not noise (~20 s to train)."""
+    root = tmp_path_factory.mktemp("larger")
+    tc, tt = make_split(root / "train", n_images=160, depth=5, seed=11)
+    vc, vt = make_split(root / "val", n_images=64, depth=5, seed=12)
+    return {"train_cube": str(tc), "train_truth": str(tt), "val_cube": str(vc),
+            "val_truth": str(vt)}  # fmt: skip
+
+
+QUALITY = TrainConfig(epochs=6, batch_size=16, learning_rate=3e-3, eval_batch_size=64)
+
+
+def best_val_loss(out: Path) -> float:
+    return float(torch.load(out / "encoder.pt", weights_only=True)["val_loss"])
+
+
+@pytest.mark.slow  # trains three small models: ~1 min on 2 cores
+def test_gpu_plan_on_the_cpu_trains_a_model_as_good(larger, tmp_path, caplog):
+    """CUDA_PLAN (data resident, bf16 autocast, one sync per epoch) runs here on the CPU, the
+    same branch as on a GPU, and trains a model as good as the CPU's fp32 plan."""
+    with caplog.at_level(logging.INFO, logger="coaddbliss"):
+        run(larger, tmp_path / "gpu_plan", cfg=QUALITY, plan=CUDA_PLAN)
+    assert "data resident on cpu, autocast torch.bfloat16" in caplog.text
+    run(larger, tmp_path / "fp32", cfg=QUALITY)
+    run(larger, tmp_path / "fp32_seed1", cfg=QUALITY, seed=1)
+    bf16, fp32 = best_val_loss(tmp_path / "gpu_plan"), best_val_loss(tmp_path / "fp32")
+    seed_spread = abs(best_val_loss(tmp_path / "fp32_seed1") - fp32)
+    # Tolerance: bf16 keeps 8 mantissa bits (0.4 % per op); after a few hundred Adam steps its
+    # rounding is one more source of run-to-run variation, like a different seed. A plan that
+    # trains as well lands within the seed-to-seed spread of the fp32 loss (x2 for the noise of
+    # that spread itself), floored at 2 % of the loss for when two seeds happen to agree.
+    assert abs(bf16 - fp32) <= max(2 * seed_spread, 0.02 * abs(fp32)), (bf16, fp32, seed_spread)
+    # and it did learn: the loss fell as much as in fp32 (loss of the untrained model: epoch 1)
+    first = pd.read_csv(tmp_path / "gpu_plan" / "history.tsv", sep="\t")["val_loss"].iloc[0]
+    assert bf16 < first
+
+
+def test_gpu_plan_inference_on_the_cpu_gives_the_same_catalog(data, tmp_path):
+    """Inference's device branch (bf16 autocast) on the CPU: every tile's posterior as in fp32
+    within bf16 rounding, hence the same detections but at the threshold."""
+    run(data, tmp_path / "m", cfg=TrainConfig(epochs=3, batch_size=8, learning_rate=3e-3,
+                                              eval_batch_size=16))  # fmt: skip
+    cats = {}
+    for name, plan in (("fp32", None), ("bf16", CUDA_PLAN)):
+        cats[name] = infer_catalog(  # threshold -1: a row for every tile, in the same order
+            checkpoint=str(tmp_path / "m" / "encoder.pt"), cube=data["val_cube"],
+            out=str(tmp_path / f"{name}.parquet"), infer_config=InferConfig(64, -1.0),
+            encoder_config=SMALL, seed=0, device=torch.device("cpu"), plan=plan,
+        )  # fmt: skip
+    a, b = cats["fp32"], cats["bf16"]
+    assert len(a) == len(b) == 8 * 100  # 8 images of 10 x 10 tiles
+    assert (a["image_id"].to_numpy() == b["image_id"].to_numpy()).all()
+    assert (a["prob"] != b["prob"]).any()  # bf16 really ran
+    # bf16 keeps 8 mantissa bits (relative rounding 2^-8 = 0.4 % per op); through a few layers
+    # of a small network the outputs move by a few of those: probabilities by < 0.02, log-fluxes
+    # (~8-10) by < 0.3 % of their value, positions by < 0.05 pixel
+    assert (a["prob"] - b["prob"]).abs().max() < 0.02
+    assert (a["flux"] / b["flux"]).between(0.97, 1.03).all()
+    assert (a["x"] - b["x"]).abs().max() < 0.05 and (a["y"] - b["y"]).abs().max() < 0.05
+    flipped = (a["prob"] > 0.5) != (b["prob"] > 0.5)
+    assert ((a["prob"][flipped] - 0.5).abs() < 0.02).all()  # only tiles at the threshold
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_and_inference(larger, tmp_path):
+    """The real CUDA path (CUDA_PLAN, chosen by plan_for): trains as well as the CPU in fp32,
+    records the device, and its catalog agrees with the CPU's."""
+    assert choose_device(1).type == "cuda"
+    run(larger, tmp_path / "cuda", cfg=QUALITY, device="cuda")
+    run(larger, tmp_path / "cpu", cfg=QUALITY)
+    run(larger, tmp_path / "cpu_seed1", cfg=QUALITY, seed=1)
+    history = pd.read_csv(tmp_path / "cuda" / "history.tsv", sep="\t")
+    assert set(history["device"]) == {"cuda"}
+    gpu, cpu = best_val_loss(tmp_path / "cuda"), best_val_loss(tmp_path / "cpu")
+    seed_spread = abs(best_val_loss(tmp_path / "cpu_seed1") - cpu)
+    # as test_gpu_plan_on_the_cpu_trains_a_model_as_good: bf16 and cuDNN's kernels are one more
+    # source of run-to-run variation, within the seed-to-seed spread
+    assert abs(gpu - cpu) <= max(2 * seed_spread, 0.02 * abs(cpu)), (gpu, cpu, seed_spread)
+    n = {}
+    for device in ("cuda", "cpu"):
+        n[device] = len(infer_catalog(
+            checkpoint=str(tmp_path / "cuda" / "encoder.pt"), cube=larger["val_cube"],
+            out=str(tmp_path / f"{device}.parquet"), infer_config=InferConfig(64, 0.5),
+            encoder_config=SMALL, seed=0, device=torch.device(device),
+        ))  # fmt: skip
+    assert n["cuda"] > 0 and abs(n["cuda"] - n["cpu"]) <= max(2, 0.02 * n["cpu"])

@@ -18,7 +18,7 @@ import torch
 
 from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
-from coaddbliss.device import autocast
+from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.images import cube_batches
 from coaddbliss.tile_merge import merge_adjacent
@@ -72,17 +72,29 @@ def check_compatible(
         )
 
 
-def predict_batch(enc: LoadedEncoder, images: np.ndarray, first_id: int, threshold: float,
-                  device: torch.device, merge_radius: float = 0.0) -> pd.DataFrame:  # fmt: skip
-    """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows."""
+def predict_batch(
+    enc: LoadedEncoder,
+    images: np.ndarray,
+    first_id: int,
+    threshold: float,
+    device: torch.device,
+    plan: DevicePlan | None = None,
+    merge_radius: float = 0.0,
+) -> pd.DataFrame:
+    """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows.
+
+    `plan`: autocast of the forward pass; None takes the device's own (plan_for).
+    `merge_radius`: adjacent tiles placing one star closer than this (px) merge (tile_merge).
+    """
+    plan = plan or plan_for(device)
     model, cfg = enc.model, enc.model.config
     with torch.inference_mode():
         x = torch.from_numpy(images).to(device)
         x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
         x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        with plan.autocast(device):
             raw = model(x)
-        p = constrain(raw, cfg.flux_offset)
+        p = constrain(raw, cfg.flux_offset)  # fp32 (constrain casts)
     prob = p.prob.cpu().numpy().astype(np.float64)  # (n, K, K)
     all_mu = p.loc_mu.cpu().numpy().astype(np.float64)  # (n, K, K, 2)
     k = prob.shape[-1]
@@ -114,8 +126,12 @@ def infer_catalog(
     encoder_config: EncoderConfig | None,
     seed: int,
     device: torch.device,
+    plan: DevicePlan | None = None,
 ) -> pd.DataFrame:
-    """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically."""
+    """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically.
+
+    `plan`: autocast of the forward passes; None takes the device's own (plan_for).
+    """
     enc = load_encoder(checkpoint, device)
     header, n_images, batches = cube_batches(cube, infer_config.batch_size)
     check_compatible(enc, checkpoint, cube, header, encoder_config)
@@ -123,7 +139,7 @@ def infer_catalog(
     for images in batches:
         parts.append(
             predict_batch(
-                enc, images, first, infer_config.threshold, device, infer_config.merge_radius
+                enc, images, first, infer_config.threshold, device, plan, infer_config.merge_radius
             )
         )
         first += len(images)

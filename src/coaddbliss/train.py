@@ -1,12 +1,17 @@
 """FAVI training of one encoder per (depth d, seed): resumable, deterministic on the CPU.
 
 Every completed epoch writes `resume.pt` next to the checkpoint (an undeclared file, so Snakemake
-keeps it when it reruns a killed job); a restart with the same configs and inputs continues from
-it, and a finished run deletes it. The checkpoint keeps the best-validation epoch.
+keeps it when it reruns a killed job); a restart with the same configs, inputs and code (the
+library modules training imports, hashed) continues from it, and a finished run deletes it.
+Each attempt also appends its log to `resume.log` there, which the next attempt copies into its
+own log (Snakemake deletes a job's log before a retry). The checkpoint keeps the
+best-validation epoch.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import logging
 import math
 import os
@@ -21,7 +26,7 @@ import torch
 from coaddbliss.atomic import atomic_path
 from coaddbliss.catalog import read_catalog
 from coaddbliss.checkpoint import save_checkpoint
-from coaddbliss.device import autocast
+from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import (
     Encoder,
     EncoderConfig,
@@ -38,6 +43,9 @@ from coaddbliss.variational import constrain, favi_loss
 log = logging.getLogger("coaddbliss.train")
 
 RESUME_NAME = "resume.pt"
+RESUME_LOG = "resume.log"  # every attempt's log lines, kept until the job succeeds
+#: The library's directory: code_sources() hashes the modules training imports from here.
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,10 @@ def load_split(cube_path: str | os.PathLike, truth_path: str | os.PathLike,
     return Split(model_input.contiguous(), targets, cube.depth, cube.background)
 
 
-def evaluate_loss(model: Encoder, split: Split, device: torch.device, batch_size: int) -> float:
+def evaluate_loss(model: Encoder, split: Split, device: torch.device, batch_size: int,
+                  plan: DevicePlan | None = None) -> float:  # fmt: skip
     """Mean FAVI loss per image over a split (eval mode, no augmentation)."""
+    plan = plan or plan_for(device)
     model.eval()
     total = 0.0
     with torch.inference_mode():
@@ -106,9 +116,9 @@ def evaluate_loss(model: Encoder, split: Split, device: torch.device, batch_size
             idx = torch.arange(a, min(a + batch_size, len(split.x)))
             x = split.x[idx].to(device, non_blocking=True)
             truth = _to_device(split.truth.subset(idx), device)
-            with autocast(device):
+            with plan.autocast(device):
                 raw = model(x)
-            params = constrain(raw, model.config.flux_offset)
+            params = constrain(raw, model.config.flux_offset)  # fp32 (constrain casts)
             total += float(favi_loss(params, truth)) * len(idx)
     return total / len(split.x)
 
@@ -117,13 +127,59 @@ def _to_device(t: TileTruth, device: torch.device) -> TileTruth:
     return TileTruth(t.on.to(device), t.loc.to(device), t.log_flux.to(device), t.n_dropped)
 
 
+def _imports(path: Path) -> set[str]:
+    """Module names of the package that the file imports: 'encoder' for coaddbliss.encoder."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.level or node.module):
+            # relative imports are within the package (its modules are flat)
+            base = "coaddbliss" if node.level else node.module
+            names = [base] + [f"{base}.{a.name}" for a in node.names]  # a name may be a module
+        else:
+            continue
+        found |= {n.split(".")[1] for n in names if n.startswith("coaddbliss.")}
+    return found
+
+
+def code_sources(module: str = "train", package_dir: Path | None = None) -> dict[str, str]:
+    """sha256 of each library file that coaddbliss.MODULE imports, directly or not (and itself).
+
+    Read from the import graph of the files, so it is the same in every process whatever else
+    that process imported: file name ('encoder.py') -> hex digest.
+    """
+    package_dir = package_dir or PACKAGE_DIR
+    todo, hashes = [f"{module}.py", "__init__.py"], {}
+    while todo:
+        name = todo.pop()
+        path = package_dir / name
+        if name in hashes or not path.is_file():
+            continue  # seen, or `from coaddbliss import x` of an attribute, not a module
+        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        todo += [f"{m}.py" for m in _imports(path)]
+    return dict(sorted(hashes.items()))
+
+
 def _fingerprint(enc: EncoderConfig, cfg: TrainConfig, seed: int, inputs: list[str]) -> dict:
-    """What a resume state must match: configs, seed and the exact input files."""
+    """What a resume state must match: configs, seed, the exact input files and the code."""
     files = {}
     for p in inputs:
         st = Path(p).stat()
         files[str(p)] = [int(st.st_size), int(st.st_mtime_ns)]
-    return {"encoder": enc.as_dict(), "train": cfg.as_dict(), "seed": int(seed), "files": files}
+    return {"encoder": enc.as_dict(), "train": cfg.as_dict(), "seed": int(seed), "files": files,
+            "code": code_sources()}  # fmt: skip
+
+
+def _why_different(stored: dict, current: dict) -> str:
+    """Why a resume state's fingerprint does not match: the code files, or the other keys."""
+    if stored.get("code") != current["code"]:
+        old = stored.get("code") or {}
+        changed = sorted(n for n in old.keys() | current["code"].keys()
+                         if old.get(n) != current["code"].get(n))  # fmt: skip
+        return f"different code ({', '.join(changed)} changed)"
+    keys = sorted(k for k in current if stored.get(k) != current[k])
+    return f"different configs, seed or inputs ({', '.join(keys)} changed)"
 
 
 def _load_resume(path: Path, fingerprint: dict) -> dict | None:
@@ -134,10 +190,31 @@ def _load_resume(path: Path, fingerprint: dict) -> dict | None:
     except Exception as err:  # a torn or foreign file: start over rather than crash
         log.warning("ignoring unreadable resume state %s (%s)", path, err)
         return None
-    if state.get("fingerprint") != fingerprint:
-        log.warning("ignoring resume state %s: configs, seed or inputs changed", path)
+    if not isinstance(state, dict) or not isinstance(state.get("fingerprint"), dict):
+        log.warning("ignoring resume state %s: not written by train_encoder", path)
+        return None
+    if state["fingerprint"] != fingerprint:
+        log.warning("resume state %s from %s: starting over", path,
+                    _why_different(state["fingerprint"], fingerprint))  # fmt: skip
         return None
     return state
+
+
+def _replay_earlier_attempts(path: Path) -> None:
+    """Copy the log of earlier, killed attempts of this job into this attempt's log."""
+    if path.is_file() and (text := path.read_text(errors="replace").rstrip()):
+        log.info("log of the earlier attempts of this job (%s):\n%s\n-- end of earlier attempts",
+                 path, text)  # fmt: skip
+
+
+def _attempt_log(path: Path) -> logging.Handler:
+    """Append this attempt's log records to `path` too (it survives a SIGKILL and a retry)."""
+    handler = logging.FileHandler(path, mode="a")
+    root_formatters = [h.formatter for h in logging.getLogger().handlers if h.formatter]
+    handler.setFormatter(root_formatters[0] if root_formatters else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))  # fmt: skip
+    handler.setLevel(logging.INFO)
+    return handler
 
 
 def train_encoder(
@@ -152,8 +229,37 @@ def train_encoder(
     train_config: TrainConfig,
     seed: int,
     device: torch.device,
+    plan: DevicePlan | None = None,
 ) -> pd.DataFrame:
-    """Train, validate every epoch, write the best checkpoint and the history; return it."""
+    """Train, validate every epoch, write the best checkpoint and the history; return it.
+
+    `plan`: data placement and autocast; None takes the device's own (plan_for).
+    """
+    ckpt_path = Path(checkpoint)
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    attempts = ckpt_path.parent / RESUME_LOG
+    _replay_earlier_attempts(attempts)
+    handler = _attempt_log(attempts)
+    lib_log = logging.getLogger("coaddbliss")
+    lib_log.addHandler(handler)
+    try:
+        rows = _train(
+            train_cube=train_cube, train_truth=train_truth, val_cube=val_cube,
+            val_truth=val_truth, checkpoint=checkpoint, history=history,
+            encoder_config=encoder_config, train_config=train_config, seed=seed,
+            device=device, plan=plan or plan_for(device),
+        )  # fmt: skip
+    finally:
+        lib_log.removeHandler(handler)
+        handler.close()
+    attempts.unlink(missing_ok=True)  # the job succeeded: its log says everything
+    return rows
+
+
+def _train(*, train_cube: str, train_truth: str, val_cube: str, val_truth: str, checkpoint: str,
+           history: str, encoder_config: EncoderConfig, train_config: TrainConfig, seed: int,
+           device: torch.device, plan: DevicePlan) -> pd.DataFrame:  # fmt: skip
+    """train_encoder's work, inside its attempt log."""
     cfg = train_config
     ckpt_path = Path(checkpoint)
     resume_path = ckpt_path.parent / RESUME_NAME
@@ -168,16 +274,22 @@ def train_encoder(
              len(train.x), train.truth.n_dropped, len(val.x), train.depth)  # fmt: skip
 
     if device.type == "cuda":
-        # the whole set fits on any GPU (10 000 crops of 56 x 56 float32 = 125 MB): no loader
         torch.backends.cudnn.benchmark = True
+    if plan.resident:  # no loader: batches are indexed on the device (augmented there too)
         train = Split(train.x.to(device), _to_device(train.truth, device), train.depth,
                       train.background)  # fmt: skip
-    model = build_encoder(encoder_config, seed).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    generator = torch.Generator().manual_seed(int(seed))  # shuffling and augmentation
-    log.info("encoder: %d parameters; Adam lr %g (%s), batch %d, %d epochs, augment %s",
-             n_parameters(model), cfg.learning_rate, cfg.lr_schedule, cfg.batch_size,
-             cfg.epochs, cfg.augment)  # fmt: skip
+
+    def fresh() -> tuple[Encoder, torch.optim.Optimizer, torch.Generator]:
+        model = build_encoder(encoder_config, seed).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+        return model, optimizer, torch.Generator().manual_seed(int(seed))  # shuffles, flips
+
+    model, optimizer, generator = fresh()
+    log.info("encoder: %d parameters; Adam lr %g (%s), batch %d, %d epochs, augment %s; "
+             "data %s, autocast %s", n_parameters(model), cfg.learning_rate, cfg.lr_schedule,
+             cfg.batch_size, cfg.epochs, cfg.augment,
+             f"resident on {device.type}" if plan.resident else "copied per batch",
+             plan.amp_dtype or "off (fp32)")  # fmt: skip
 
     fingerprint = _fingerprint(
         encoder_config, cfg, seed, [train_cube, train_truth, val_cube, val_truth]
@@ -187,9 +299,17 @@ def train_encoder(
     start_epoch = 1
     state = _load_resume(resume_path, fingerprint)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            # a model the code no longer builds (loading may have half-filled this one)
+            log.warning("resume state %s does not fit this code (%s): starting over",
+                        resume_path, str(err).splitlines()[0])  # fmt: skip
+            model, optimizer, generator = fresh()
+            state = None
+    if state is not None:
         rows = list(state["history"])
         best = state["best"]
         start_epoch = int(state["epoch"]) + 1
@@ -203,7 +323,7 @@ def train_encoder(
         model.train()
         perm = torch.randperm(n, generator=generator)
         flips = torch.randint(0, 2, (math.ceil(n / cfg.batch_size), 3), generator=generator)
-        running, seen = torch.zeros((), device=device), 0  # summed on device: no sync per step
+        running, seen = torch.zeros((), device=device), 0  # summed on device: one sync/epoch
         for b, a in enumerate(range(0, n, cfg.batch_size)):
             idx = perm[a : a + cfg.batch_size].to(train.x.device)
             x = train.x[idx]
@@ -212,7 +332,7 @@ def train_encoder(
                 fx, fy, tr = (bool(v) for v in flips[b])
                 x, truth = augment_images(x, fx, fy, tr), flip_targets(truth, fx, fy, tr)
             x, truth = x.to(device, non_blocking=True), _to_device(truth, device)
-            with autocast(device):
+            with plan.autocast(device):
                 raw = model(x)
             loss = favi_loss(constrain(raw, encoder_config.flux_offset), truth)
             step = (epoch - 1) * steps_per_epoch + b  # stateless schedule: resumes exactly
@@ -225,7 +345,7 @@ def train_encoder(
             seen += len(idx)
         train_loss = float(running) / seen
         train_seconds = time.perf_counter() - start
-        val_loss = evaluate_loss(model, val, device, cfg.eval_batch_size)
+        val_loss = evaluate_loss(model, val, device, cfg.eval_batch_size, plan)
         seconds = time.perf_counter() - start
         if not math.isfinite(val_loss):
             raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
