@@ -360,3 +360,31 @@ def test_zero_detections_against_a_truth_with_stars_warn(tmp_path, caplog):
     caplog.clear()
     score_with_script(tmp_path, truth.iloc[:0], pred.iloc[:0])  # nothing to find: no warning
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_compare_table_puts_runs_side_by_side():
+    """Two hand-built runs: the worst bright-bin recall, the dimmest bin and the coverage."""
+    from coaddbliss.report import compare_table
+
+    def pooled(bright, dim_recall, dim_precision, flux, cov):
+        rows = [("encoder", 5, -1, "recall", lo, lo + 1.0, np.nan, v, v, v, 2)
+                for lo, v in zip((20.0, 21.0), bright, strict=True)]  # fmt: skip
+        rows += [
+            ("encoder", 5, -1, "recall", 22.8, 23.0, np.nan, dim_recall, 0, 1, 2),
+            ("encoder", 5, -1, "precision", 22.8, 23.0, np.nan, dim_precision, 0, 1, 2),
+            ("encoder", 5, -1, "flux_residual_median", 22.8, 23.0, np.nan, flux, 0, 1, 2),
+            ("encoder", 5, -1, "coverage_log_flux", np.nan, np.nan, 0.9, cov, 0, 1, 2),
+            ("encoder", 5, 0, "recall", 22.8, 23.0, np.nan, 0.0, 0, 1, 1),  # a seed: ignored
+        ]
+        return pd.DataFrame(rows, columns=METRICS_SCHEMA.names)
+
+    text = compare_table(
+        {
+            "paper": pooled((0.97, 0.93), 0.8, 0.95, 0.07, 0.85),
+            "best": pooled((0.99, 0.985), 0.9, 0.98, 0.02, 0.9),
+        }  # fmt: skip
+    )
+    lines = text.splitlines()
+    assert len(lines) == 4  # header, rule, one row per run
+    assert "| 5 | paper | encoder | 2 | 0.930 | 0.800 | 0.950 | +7.0 % | 0.85 |" in lines
+    assert "| 5 | best | encoder | 2 | 0.985 | 0.900 | 0.980 | +2.0 % | 0.90 |" in lines

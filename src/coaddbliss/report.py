@@ -2,6 +2,7 @@
 
 python -m coaddbliss.report results/paper/metrics/metrics.parquet [--method sep]
 python -m coaddbliss.report results/ablation/ablation.parquet --ablation
+python -m coaddbliss.report --compare results/paper/metrics/metrics.parquet results/best/...
 """
 
 from __future__ import annotations
@@ -82,20 +83,78 @@ def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
     return "\n".join(lines)
 
 
+def _value(rows: pd.DataFrame, stat: str, nominal: float | None = None) -> float:
+    """The pooled value of one statistic (NaN when absent)."""
+    sel = rows[rows["statistic"] == stat]
+    if nominal is not None:
+        sel = sel[np.isclose(sel["nominal"], nominal)]
+    return float(sel["value"].iloc[0]) if len(sel) else float("nan")
+
+
+def compare_table(runs: dict[str, pd.DataFrame], bright_max: float = 22.0) -> str:
+    """Markdown: runs side by side per d and method (pooled over seeds), one row each.
+
+    Columns: the worst recall of the bins brighter than `bright_max`, then the dimmest bin's
+    recall, precision and median flux residual, and the 90 % log-flux interval coverage.
+    """
+    lines = [
+        f"| d | run | method | seeds | worst recall < {bright_max:g} mag | dimmest-bin recall "
+        "| precision | median flux residual | log-flux coverage at 0.9 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for run, metrics in runs.items():
+        pooled = metrics[metrics["seed"] == POOLED_SEED]
+        last_lo = pooled["mag_lo"].max()
+        for (d, method), cell in pooled.groupby(["d", "method"]):
+            bright = cell[(cell["statistic"] == "recall") & (cell["mag_hi"] <= bright_max + 1e-9)]
+            dim = cell[cell["mag_lo"] == last_lo]
+            seeds = dim.loc[dim["statistic"] == "recall", "n_seeds"]
+            rows.append(
+                (
+                    d,
+                    method != "encoder",
+                    run,
+                    method,
+                    (
+                        f"| {d} | {run} | {method} | {int(seeds.iloc[0]) if len(seeds) else 0} "
+                        f"| {bright['value'].min():.3f} | {_value(dim, 'recall'):.3f} "
+                        f"| {_value(dim, 'precision'):.3f} "
+                        f"| {100 * _value(dim, 'flux_residual_median'):+.1f} % "
+                        f"| {_value(cell, 'coverage_log_flux', 0.9):.2f} |"
+                    ),
+                )
+            )
+    lines += [r[-1] for r in sorted(rows, key=lambda r: r[:2])]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m coaddbliss.report RESULTS/metrics/metrics.parquet`: print the README table."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("table", type=Path, help="aggregate metrics table (metrics.parquet)")
+    parser.add_argument(
+        "table", type=Path, nargs="+", help="aggregate metrics table(s) (metrics.parquet)"
+    )
     parser.add_argument("--method", default="encoder", help="encoder or sep")
     parser.add_argument(
         "--ablation", action="store_true", help="the table is results/ablation/ablation.parquet"
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="several runs side by side, each named by its results root (results/NAME/...)",
+    )
     args = parser.parse_args(argv)
+    if len(args.table) > 1 and not args.compare:
+        parser.error("several tables need --compare")
     try:
-        if args.ablation:
-            print(ablation_results_table(read_metrics_table(args.table, ABLATION_SCHEMA)))
-            return
-        print(results_table(read_metrics_table(args.table, METRICS_SCHEMA), args.method))
+        if args.compare:
+            runs = {p.parent.parent.name: read_metrics_table(p, METRICS_SCHEMA) for p in args.table}
+            print(compare_table(runs))
+        elif args.ablation:
+            print(ablation_results_table(read_metrics_table(args.table[0], ABLATION_SCHEMA)))
+        else:
+            print(results_table(read_metrics_table(args.table[0], METRICS_SCHEMA), args.method))
     except MetricsError as err:
         parser.exit(1, f"error: {err}\n")
 
