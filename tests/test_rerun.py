@@ -70,7 +70,8 @@ def test_editing_metrics_rescores_and_redraws_only(copy):
 
 
 def test_a_bad_catalog_fails_with_a_clear_message(copy):
-    catalog = sorted((copy / DEMO_RESULTS / "catalogs").rglob("*.parquet"))[0]
+    # an encoder catalog, catalogs/d{d}/seed{seed}.parquet (not a candidates/ catalog)
+    catalog = sorted((copy / DEMO_RESULTS / "catalogs").glob("d*/seed*.parquet"))[0]
     df = pd.read_parquet(catalog)
     df.loc[df.index[:1], "image_id"] = 10**6  # outside every cube
     df.to_parquet(catalog)

@@ -421,6 +421,20 @@ def check_resumed_log(log: str, done_before: int, epochs: int) -> None:
     assert epochs_logged(retried) == list(range(resumed_at + 1, epochs + 1)), log
 
 
+#: sitecustomize for the time-limit test: every training epoch takes EPOCH_S more seconds (the
+#: sleep comes just before the epoch's resume state is renamed into place).
+SLOW_EPOCH_HOOK = """
+import os, time
+EPOCH_S = 9.0
+_replace = os.replace
+def _slow_replace(src, dst, *args, **kwargs):
+    if os.path.basename(os.fspath(dst)) == "resume.pt":
+        time.sleep(EPOCH_S)
+    return _replace(src, dst, *args, **kwargs)
+os.replace = _slow_replace
+"""
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_training_killed_by_its_time_limit_is_retried_and_resumed(cluster, tmp_path):
@@ -429,22 +443,35 @@ def test_training_killed_by_its_time_limit_is_retried_and_resumed(cluster, tmp_p
     epoch saved; its log keeps the timed-out attempt's lines."""
     repo = copy_workflow(tmp_path / "repo")
     site_profile(repo)
-    # One minute of wall time for training (the shortest sbatch --time), and enough work for
-    # about two: ~10 epochs of several seconds each on this node. SLURM ends the first attempt
-    # between 60 s and 60 s + its timer period (+ KillWait before the SIGKILL); the second
-    # attempt, resumed, needs the remaining epochs only.
+    # One minute of wall time for training (the shortest sbatch --time). The work must outlast
+    # it on any node, fast or slow, so each epoch is stretched to ~EPOCH_S by a hook that sleeps
+    # before the resume state is saved: 12 epochs are ~2 min. SLURM ends the first attempt
+    # between 60 s and 60 s + its timer period + KillWait (~2 min at most) after it started: after
+    # 5-10 epochs; a retry resumes and needs only the rest (a second timeout just adds a retry).
     path = repo / "profiles" / "slurm" / "config.yaml"
     prof = load_profile(path)
     prof["set-resources"]["train_encoder"]["runtime"] = 1
     path.write_text(yaml.safe_dump(prof, sort_keys=False))
-    epochs = 10
+    epochs = 12
     write_config(
-        repo, "timeout", train={"epochs": epochs}, data={"train_scenes": 600, "val_scenes": 100}
+        repo, "timeout", train={"epochs": epochs}, data={"train_scenes": 200, "val_scenes": 50}
     )
-    out = snakemake_on_slurm(repo, cluster, TRAIN_TARGET, "--configfile", "config/timeout.yaml",
+    hook = tmp_path / "slow_epochs"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_EPOCH_HOOK)
+    env = {
+        **cluster,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), cluster.get("PYTHONPATH")])),
+    }
+    out = snakemake_on_slurm(repo, env, TRAIN_TARGET, "--configfile", "config/timeout.yaml",
                              limit_s=900)  # fmt: skip
     assert out.returncode == 0, f"the timed-out job was not retried:\n{out.stderr[-4000:]}"
-    assert re.search(r"TIMEOUT|timed? ?out", out.stderr + out.stdout, re.I), out.stderr[-4000:]
+    # SLURM's own logs: one per attempt, none overwritten (the plugin names them by job id);
+    # slurmstepd writes the reason of the kill into the timed-out attempt's
+    attempts = list((repo / ".snakemake" / "slurm_logs" / "rule_train_encoder").rglob("*.log"))
+    assert len(attempts) >= 2, attempts
+    texts = [p.read_text(errors="replace") for p in attempts]
+    assert any("DUE TO TIME LIMIT" in t for t in texts), texts
     log = (repo / TRAIN_LOG).read_text()
     earlier = log.split("-- end of earlier attempts", 1)[0]
     done_before = max(epochs_logged(earlier), default=0)
@@ -453,6 +480,3 @@ def test_training_killed_by_its_time_limit_is_retried_and_resumed(cluster, tmp_p
     resume = repo / TRAIN_TARGET.replace("encoder.pt", "resume.pt")
     assert (repo / TRAIN_TARGET).is_file() and not resume.exists()
     assert not resume.with_name("resume.log").exists()
-    # SLURM's own logs: one per attempt, none overwritten (the plugin names them by job id)
-    attempts = list((repo / ".snakemake" / "slurm_logs" / "rule_train_encoder").rglob("*.log"))
-    assert len(attempts) >= 2, attempts
