@@ -7,7 +7,13 @@ matplotlib Figure out; nothing here reads or writes files (the figure scripts sa
 from __future__ import annotations
 
 # plotting first: it selects the headless backend before pyplot loads
-from coaddbliss.plotting import IQR_HALF_WIDTH, depth_label, paper_style  # isort: skip
+from coaddbliss.plotting import (  # isort: skip
+    DEFAULT_STYLE,
+    IQR_HALF_WIDTH,
+    FigureStyle,
+    depth_label,
+    paper_style,
+)
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -54,9 +60,7 @@ def curves_figure(
     curves: pd.DataFrame,
     *,
     operating_points: dict[str, float] | None = None,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
+    style: FigureStyle = DEFAULT_STYLE,
 ) -> Figure:
     """Precision (by estimated mag) against recall (by true mag), one panel per d.
 
@@ -65,11 +69,11 @@ def curves_figure(
     """
     depths = sorted(curves["d"].unique())
     ranges = _ranges(curves)
-    colors = _method_colors(palette)
+    colors = _method_colors(style.palette)
     points = operating_points or {}
-    with paper_style(font_scale):
+    with paper_style(style):
         fig, axes = plt.subplots(
-            1, max(len(depths), 1), figsize=(width, 0.42 * width + 0.6), squeeze=False,
+            1, max(len(depths), 1), figsize=(style.width, 0.42 * style.width + 0.6), squeeze=False,
             sharex=True, sharey=True, layout="constrained",
         )  # fmt: skip
         for ax, d in zip(axes[0], depths, strict=True):
@@ -101,18 +105,16 @@ def curves_figure(
 def reliability_figure(
     reliability: pd.DataFrame,
     *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
+    style: FigureStyle = DEFAULT_STYLE,
 ) -> Figure:
     """Reliability diagram per d: fraction of detections matching a star against their mean
     predicted prob (top) and the detections per prob bin (bottom, log scale)."""
     depths = sorted(reliability["d"].unique())
     ranges = _ranges(reliability)
-    colors = _method_colors(palette)
-    with paper_style(font_scale):
+    colors = _method_colors(style.palette)
+    with paper_style(style):
         fig, axes = plt.subplots(
-            2, max(len(depths), 1), figsize=(width, 0.62 * width + 0.6), squeeze=False,
+            2, max(len(depths), 1), figsize=(style.width, 0.62 * style.width + 0.6), squeeze=False,
             sharex=True, sharey="row", height_ratios=(3, 1.3), layout="constrained",
         )  # fmt: skip
         for col, d in enumerate(depths):
@@ -148,17 +150,15 @@ def reliability_figure(
 def bayes_flux_figure(
     bayes: pd.DataFrame,
     *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
+    style: FigureStyle = DEFAULT_STYLE,
 ) -> Figure:
     """Fractional residual of the exact posterior median per d against true magnitude: median
     and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd)."""
     depths = sorted(bayes["d"].unique())
-    color = sns.color_palette(palette)[2]
-    with paper_style(font_scale):
+    color = sns.color_palette(style.palette)[2]
+    with paper_style(style):
         fig, axes = plt.subplots(
-            1, max(len(depths), 1), figsize=(width, 0.36 * width + 0.6), squeeze=False,
+            1, max(len(depths), 1), figsize=(style.width, 0.36 * style.width + 0.6), squeeze=False,
             sharex=True, sharey=True, layout="constrained",
         )  # fmt: skip
         for ax, d in zip(axes[0], depths, strict=True):
