@@ -31,11 +31,7 @@ CAUSE_LABEL = {
 }
 
 
-def loss_figure(
-    table: pd.DataFrame,
-    *,
-    style: FigureStyle = DEFAULT_STYLE,
-) -> Figure:
+def loss_figure(table: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Missed stars per run (mean over seeds, all bins) by cause: one panel per d, one bar
     colour per method."""
     missed = table[(table["seed"] == POOLED_SEED) & (table["kind"] == "missed")]

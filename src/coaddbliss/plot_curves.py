@@ -56,6 +56,15 @@ def _range_text(lo: float, hi: float) -> str:
     return "all magnitudes" if not np.isfinite(lo) else f"{lo:.1f}-{hi:.1f} mag"
 
 
+def _depth_panels(n_depths: int, style: FigureStyle, height: float):
+    """One row of panels, one per depth, sharing both axes: (fig, axes (1, n)); panel height
+    `height` x the figure width, plus room for the legend below."""
+    return plt.subplots(
+        1, max(n_depths, 1), figsize=(style.width, height * style.width + 0.6), squeeze=False,
+        sharex=True, sharey=True, layout="constrained",
+    )  # fmt: skip
+
+
 def curves_figure(
     curves: pd.DataFrame,
     *,
@@ -72,10 +81,7 @@ def curves_figure(
     colors = _method_colors(style.palette)
     points = operating_points or {}
     with paper_style(style):
-        fig, axes = plt.subplots(
-            1, max(len(depths), 1), figsize=(style.width, 0.42 * style.width + 0.6), squeeze=False,
-            sharex=True, sharey=True, layout="constrained",
-        )  # fmt: skip
+        fig, axes = _depth_panels(len(depths), style, height=0.42)
         for ax, d in zip(axes[0], depths, strict=True):
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
                 for method in CURVE_LABEL:
@@ -102,11 +108,7 @@ def curves_figure(
     return fig
 
 
-def reliability_figure(
-    reliability: pd.DataFrame,
-    *,
-    style: FigureStyle = DEFAULT_STYLE,
-) -> Figure:
+def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Reliability diagram per d: fraction of detections matching a star against their mean
     predicted prob (top) and the detections per prob bin (bottom, log scale)."""
     depths = sorted(reliability["d"].unique())
@@ -147,20 +149,13 @@ def reliability_figure(
     return fig
 
 
-def bayes_flux_figure(
-    bayes: pd.DataFrame,
-    *,
-    style: FigureStyle = DEFAULT_STYLE,
-) -> Figure:
+def bayes_flux_figure(bayes: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Fractional residual of the exact posterior median per d against true magnitude: median
     and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd)."""
     depths = sorted(bayes["d"].unique())
     color = sns.color_palette(style.palette)[2]
     with paper_style(style):
-        fig, axes = plt.subplots(
-            1, max(len(depths), 1), figsize=(style.width, 0.36 * style.width + 0.6), squeeze=False,
-            sharex=True, sharey=True, layout="constrained",
-        )  # fmt: skip
+        fig, axes = _depth_panels(len(depths), style, height=0.36)
         for ax, d in zip(axes[0], depths, strict=True):
             rows = bayes[bayes["d"] == d].sort_values("mag_lo")
             mag = 0.5 * (rows["mag_lo"] + rows["mag_hi"])

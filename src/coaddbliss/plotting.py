@@ -238,11 +238,7 @@ def metrics_figure(
 
 
 # -- calibration ---------------------------------------------------------------------------------
-def calibration_figure(
-    metrics: pd.DataFrame,
-    *,
-    style: FigureStyle = DEFAULT_STYLE,
-) -> Figure:
+def calibration_figure(metrics: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Realized against nominal coverage of central log-flux and location intervals per d."""
     depths = sorted(metrics["d"].unique())
     colors = depth_colors(depths, style.palette)
@@ -304,11 +300,7 @@ NOISE_LABEL = {
 }
 
 
-def ablation_figure(
-    table: pd.DataFrame,
-    *,
-    style: FigureStyle = DEFAULT_STYLE,
-) -> Figure:
+def ablation_figure(table: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Noise-model ablation: precision, recall, median flux residual and log-flux coverage of
     encoders trained on physical or white-noise coadds (colour), tested on either (line style).
 
