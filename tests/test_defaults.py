@@ -21,6 +21,7 @@ from coaddbliss.encoder import EncoderConfig
 from coaddbliss.infer import InferConfig
 from coaddbliss.loss_accounting import AccountingConfig
 from coaddbliss.metrics import EvaluateConfig
+from coaddbliss.plotting import FigureStyle
 from coaddbliss.simulate import SimSettings
 from coaddbliss.train import TrainConfig
 
@@ -36,6 +37,7 @@ SECTIONS = {
     SimSettings: ("survey", "image", "simulate"),
     AccountingConfig: ("image", "encoder", "evaluate", "diagnostics"),
     BayesFluxConfig: ("curves.bayes_flux",),
+    FigureStyle: ("figures",),
 }
 
 

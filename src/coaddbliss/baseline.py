@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from coaddbliss.errors import InputError
 from coaddbliss.photometry import coadd_blur, fit_stars, psf_kernel, psf_models
 from coaddbliss.psf import PSF
+from coaddbliss.sections import from_sections
 from coaddbliss.units import from_zero_based
 
 NOISE_STAGES = ("before_alignment", "after_alignment")
@@ -65,8 +66,7 @@ class SepSettings:
     @classmethod
     def from_config(cls, baseline_config: dict) -> SepSettings:
         """Build from the config's `baseline` section (keys that are not settings are ignored)."""
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in baseline_config.items() if k in fields})
+        return from_sections(cls, baseline_config)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -31,6 +31,7 @@ from scipy.stats import norm
 
 from coaddbliss.limits import fisher_snr, psf_pixel_fractions
 from coaddbliss.psf import PSF
+from coaddbliss.sections import from_sections
 from coaddbliss.units import mag_to_flux
 
 #: Gaussian interquartile range in units of sd: (q75 - q25) / this estimates a spread's sd.
@@ -68,11 +69,7 @@ class BayesFluxConfig:
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> BayesFluxConfig:
         """Build from config["curves"]["bayes_flux"]."""
-        return cls(
-            stars_per_bin=int(section["stars_per_bin"]),
-            seed=int(section["seed"]),
-            stamp_size=int(section["stamp_size"]),
-        )
+        return from_sections(cls, section)
 
 
 def pareto_log_density(flux: np.ndarray, alpha: float) -> np.ndarray:

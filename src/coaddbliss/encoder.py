@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coaddbliss.errors import InputError
+from coaddbliss.sections import from_sections
 from coaddbliss.variational import N_PARAMS, TileParams, constrain
 
 
@@ -46,18 +47,7 @@ class EncoderConfig:
     @classmethod
     def from_config(cls, config: dict) -> EncoderConfig:
         """From the full config: `image` geometry plus the `encoder` section."""
-        enc, im = config["encoder"], config["image"]
-        return cls(
-            tile_size=int(enc["tile_size"]),
-            source_lo=int(im["source_lo"]),
-            source_hi=int(im["source_hi"]),
-            margin=int(enc["margin"]),
-            stem_channels=int(enc["stem_channels"]),
-            width=int(enc["width"]),
-            n_blocks=int(enc["n_blocks"]),
-            flux_offset=float(enc["flux_offset"]),
-            full_res_channels=int(enc["full_res_channels"]),
-        )
+        return from_sections(cls, config["encoder"], config["image"])
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.images import cube_batches
+from coaddbliss.sections import from_sections
 from coaddbliss.tile_merge import merge_adjacent
 from coaddbliss.variational import constrain, logit_normal_moments
 
@@ -39,7 +40,7 @@ class InferConfig:
     @classmethod
     def from_config(cls, infer_config: dict) -> InferConfig:
         """From the config's `infer` section."""
-        return cls(**{k: infer_config[k] for k in cls.__dataclass_fields__})
+        return from_sections(cls, infer_config)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -53,6 +53,7 @@ from coaddbliss.errors import InputError
 from coaddbliss.matching import match_catalogs
 from coaddbliss.metrics import bin_index
 from coaddbliss.parquet import read_table
+from coaddbliss.sections import from_sections
 
 #: Geometric categories of true stars, in priority order.
 CATEGORIES = (
@@ -126,12 +127,8 @@ class AccountingConfig:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> AccountingConfig:
         """From a config with (at least) image, encoder, evaluate and diagnostics sections."""
-        return cls(
-            source_lo=float(config["image"]["source_lo"]),
-            tile_size=int(config["encoder"]["tile_size"]),
-            max_offset=float(config["evaluate"]["max_offset"]),
-            mag_edges=tuple(float(m) for m in config["diagnostics"]["mag_edges"]),
-        )
+        sections = ("image", "encoder", "evaluate", "diagnostics")
+        return from_sections(cls, *(config[s] for s in sections))
 
 
 # -- pairs within an image -----------------------------------------------------------------------

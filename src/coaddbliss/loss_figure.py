@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 # plotting first: it selects the headless backend before pyplot loads
-from coaddbliss.plotting import METHOD_LABEL, paper_style  # isort: skip
+from coaddbliss.plotting import (  # isort: skip
+    DEFAULT_STYLE,
+    METHOD_LABEL,
+    FigureStyle,
+    paper_style,
+)
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,13 +31,7 @@ CAUSE_LABEL = {
 }
 
 
-def loss_figure(
-    table: pd.DataFrame,
-    *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
-) -> Figure:
+def loss_figure(table: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Missed stars per run (mean over seeds, all bins) by cause: one panel per d, one bar
     colour per method."""
     missed = table[(table["seed"] == POOLED_SEED) & (table["kind"] == "missed")]
@@ -42,13 +41,13 @@ def loss_figure(
     depths = sorted(missed["d"].unique())
     methods = [m for m in METHOD_LABEL if m in set(missed["method"])]
     methods += sorted(set(missed["method"]) - set(methods))
-    colors = sns.color_palette(palette, n_colors=max(len(methods), 1))
+    colors = sns.color_palette(style.palette, n_colors=max(len(methods), 1))
     causes = list(MISSED_CAUSES)
     y = np.arange(len(causes))
     height = 0.8 / max(len(methods), 1)
-    with paper_style(font_scale):
+    with paper_style(style):
         fig, axes = plt.subplots(
-            1, len(depths), figsize=(width, 0.25 * len(causes) + 1.2), sharey=True,
+            1, len(depths), figsize=(style.width, 0.25 * len(causes) + 1.2), sharey=True,
             squeeze=False, layout="constrained",
         )  # fmt: skip
         for ax, d in zip(axes[0], depths, strict=True):

@@ -23,6 +23,7 @@ from scipy.stats import norm
 from coaddbliss.errors import InputError
 from coaddbliss.matching import match_catalogs
 from coaddbliss.parquet import read_table
+from coaddbliss.sections import from_sections
 
 #: `replicate` of the point estimate in a run table (bootstrap replicates are 0 .. R-1).
 POINT_ESTIMATE = -1
@@ -80,16 +81,7 @@ class EvaluateConfig:
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> EvaluateConfig:
         """Build from config["evaluate"]."""
-        return cls(
-            mag_min=float(section["mag_min"]),
-            mag_max=float(section["mag_max"]),
-            mag_step=float(section["mag_step"]),
-            max_offset=float(section["max_offset"]),
-            bootstrap_replicates=int(section["bootstrap_replicates"]),
-            bootstrap_seed=int(section["bootstrap_seed"]),
-            band=tuple(float(q) for q in section.get("band", cls.band)),
-            coverage_levels=tuple(float(v) for v in section["coverage_levels"]),
-        )
+        return from_sections(cls, section)
 
     @property
     def edges(self) -> np.ndarray:

@@ -7,7 +7,13 @@ matplotlib Figure out; nothing here reads or writes files (the figure scripts sa
 from __future__ import annotations
 
 # plotting first: it selects the headless backend before pyplot loads
-from coaddbliss.plotting import IQR_HALF_WIDTH, depth_label, paper_style  # isort: skip
+from coaddbliss.plotting import (  # isort: skip
+    DEFAULT_STYLE,
+    IQR_HALF_WIDTH,
+    FigureStyle,
+    depth_label,
+    paper_style,
+)
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,13 +56,20 @@ def _range_text(lo: float, hi: float) -> str:
     return "all magnitudes" if not np.isfinite(lo) else f"{lo:.1f}-{hi:.1f} mag"
 
 
+def _depth_panels(n_depths: int, style: FigureStyle, height: float):
+    """One row of panels, one per depth, sharing both axes: (fig, axes (1, n)); panel height
+    `height` x the figure width, plus room for the legend below."""
+    return plt.subplots(
+        1, max(n_depths, 1), figsize=(style.width, height * style.width + 0.6), squeeze=False,
+        sharex=True, sharey=True, layout="constrained",
+    )  # fmt: skip
+
+
 def curves_figure(
     curves: pd.DataFrame,
     *,
     operating_points: dict[str, float] | None = None,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
+    style: FigureStyle = DEFAULT_STYLE,
 ) -> Figure:
     """Precision (by estimated mag) against recall (by true mag), one panel per d.
 
@@ -65,13 +78,10 @@ def curves_figure(
     """
     depths = sorted(curves["d"].unique())
     ranges = _ranges(curves)
-    colors = _method_colors(palette)
+    colors = _method_colors(style.palette)
     points = operating_points or {}
-    with paper_style(font_scale):
-        fig, axes = plt.subplots(
-            1, max(len(depths), 1), figsize=(width, 0.42 * width + 0.6), squeeze=False,
-            sharex=True, sharey=True, layout="constrained",
-        )  # fmt: skip
+    with paper_style(style):
+        fig, axes = _depth_panels(len(depths), style, height=0.42)
         for ax, d in zip(axes[0], depths, strict=True):
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
                 for method in CURVE_LABEL:
@@ -98,21 +108,15 @@ def curves_figure(
     return fig
 
 
-def reliability_figure(
-    reliability: pd.DataFrame,
-    *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
-) -> Figure:
+def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Reliability diagram per d: fraction of detections matching a star against their mean
     predicted prob (top) and the detections per prob bin (bottom, log scale)."""
     depths = sorted(reliability["d"].unique())
     ranges = _ranges(reliability)
-    colors = _method_colors(palette)
-    with paper_style(font_scale):
+    colors = _method_colors(style.palette)
+    with paper_style(style):
         fig, axes = plt.subplots(
-            2, max(len(depths), 1), figsize=(width, 0.62 * width + 0.6), squeeze=False,
+            2, max(len(depths), 1), figsize=(style.width, 0.62 * style.width + 0.6), squeeze=False,
             sharex=True, sharey="row", height_ratios=(3, 1.3), layout="constrained",
         )  # fmt: skip
         for col, d in enumerate(depths):
@@ -145,22 +149,13 @@ def reliability_figure(
     return fig
 
 
-def bayes_flux_figure(
-    bayes: pd.DataFrame,
-    *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
-) -> Figure:
+def bayes_flux_figure(bayes: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Fractional residual of the exact posterior median per d against true magnitude: median
     and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd)."""
     depths = sorted(bayes["d"].unique())
-    color = sns.color_palette(palette)[2]
-    with paper_style(font_scale):
-        fig, axes = plt.subplots(
-            1, max(len(depths), 1), figsize=(width, 0.36 * width + 0.6), squeeze=False,
-            sharex=True, sharey=True, layout="constrained",
-        )  # fmt: skip
+    color = sns.color_palette(style.palette)[2]
+    with paper_style(style):
+        fig, axes = _depth_panels(len(depths), style, height=0.36)
         for ax, d in zip(axes[0], depths, strict=True):
             rows = bayes[bayes["d"] == d].sort_values("mag_lo")
             mag = 0.5 * (rows["mag_lo"] + rows["mag_hi"])

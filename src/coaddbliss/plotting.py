@@ -7,6 +7,7 @@ context managers), so the figure scripts stay thin and the functions are testabl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -25,6 +26,7 @@ from scipy.stats import norm  # noqa: E402
 from coaddbliss.aggregate import POOLED_SEED  # noqa: E402
 from coaddbliss.atomic import atomic_path  # noqa: E402
 from coaddbliss.errors import InputError  # noqa: E402
+from coaddbliss.sections import from_sections  # noqa: E402
 
 #: A Gaussian's interquartile half-width in units of sigma: Cramér-Rao sigma -> IQR band.
 IQR_HALF_WIDTH = float(norm.ppf(0.75))  # 0.674
@@ -35,9 +37,26 @@ METHOD_STYLE = {"encoder": "-", "sep": "--"}
 METHOD_LABEL = {"encoder": "encoder (FAVI)", "sep": "SEP (matched filter)"}
 
 
-def paper_style(font_scale: float):
+@dataclass(frozen=True)
+class FigureStyle:
+    """What every figure takes from config.yaml `figures` (appearance only)."""
+
+    width: float = 7.0  # figure width, inches; heights follow from it
+    palette: str = "colorblind"  # seaborn palette of the depths, methods or noise models
+    font_scale: float = 1.0  # seaborn "paper" context scale of fonts and lines
+
+    @classmethod
+    def from_config(cls, figures: Mapping) -> FigureStyle:
+        """From the config's `figures` section (dpi and scene are the scripts')."""
+        return from_sections(cls, figures)
+
+
+DEFAULT_STYLE = FigureStyle()
+
+
+def paper_style(style: FigureStyle):
     """Seaborn's paper context and a clean ticks style, applied only inside the block."""
-    context = sns.plotting_context("paper", font_scale=font_scale)
+    context = sns.plotting_context("paper", font_scale=style.font_scale)
     style = sns.axes_style("ticks")
     return plt.rc_context({**context, **style})
 
@@ -73,9 +92,7 @@ def scene_figure(
     background: float,
     *,
     crop: tuple[int, int] = (16, 72),
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
+    style: FigureStyle = DEFAULT_STYLE,
 ) -> Figure:
     """One test scene at each depth: background-subtracted counts on one shared colour scale.
 
@@ -91,12 +108,12 @@ def scene_figure(
     vmax = max(float(np.percentile(p, 99.9)) for p in panels.values())
     # Linear up to half the single-exposure noise sigma (a mag-23 star peaks near 35 counts).
     color_norm = AsinhNorm(linear_width=sigma1 / 2, vmin=-sigma1, vmax=max(vmax, 3 * sigma1))
-    marker_color = sns.color_palette(palette)[1]
-    with paper_style(font_scale):
+    marker_color = sns.color_palette(style.palette)[1]
+    with paper_style(style):
         fig, axes = plt.subplots(
             1,
             len(depths),
-            figsize=(width, 0.85 * width / len(depths) + 0.5),
+            figsize=(style.width, 0.85 * style.width / len(depths) + 0.5),
             squeeze=False,
             layout="constrained",
         )
@@ -145,9 +162,7 @@ def metrics_figure(
     metrics: pd.DataFrame,
     limits: pd.DataFrame | None = None,
     *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
+    style: FigureStyle = DEFAULT_STYLE,
 ) -> Figure:
     """Figure 2: precision, recall and fractional flux residual against magnitude.
 
@@ -157,11 +172,11 @@ def metrics_figure(
     limit as the interquartile half-width of a Gaussian of Cramér-Rao sigma.
     """
     depths = sorted(metrics["d"].unique())
-    colors = depth_colors(depths, palette)
+    colors = depth_colors(depths, style.palette)
     methods = [m for m in METHOD_STYLE if (metrics["method"] == m).any()]
-    with paper_style(font_scale):
+    with paper_style(style):
         fig, axes = plt.subplots(
-            1, 3, figsize=(width, width * 0.36 + 0.5), sharex=True, layout="constrained"
+            1, 3, figsize=(style.width, style.width * 0.36 + 0.5), sharex=True, layout="constrained"
         )
         ax_p, ax_r, ax_f = axes
         for method in methods:
@@ -223,23 +238,19 @@ def metrics_figure(
 
 
 # -- calibration ---------------------------------------------------------------------------------
-def calibration_figure(
-    metrics: pd.DataFrame,
-    *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
-) -> Figure:
+def calibration_figure(metrics: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Realized against nominal coverage of central log-flux and location intervals per d."""
     depths = sorted(metrics["d"].unique())
-    colors = depth_colors(depths, palette)
+    colors = depth_colors(depths, style.palette)
     methods = [m for m in METHOD_STYLE if (metrics["method"] == m).any()]
     panels = (
         ("coverage_log_flux", r"log-flux interval"),
         ("coverage_location", "location interval"),
     )
-    with paper_style(font_scale):
-        fig, axes = plt.subplots(1, 2, figsize=(width * 0.8, width * 0.36), layout="constrained")
+    with paper_style(style):
+        fig, axes = plt.subplots(
+            1, 2, figsize=(style.width * 0.8, style.width * 0.36), layout="constrained"
+        )
         drawn = set()
         for ax, (stat, title) in zip(axes, panels, strict=True):
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, zorder=0)
@@ -289,13 +300,7 @@ NOISE_LABEL = {
 }
 
 
-def ablation_figure(
-    table: pd.DataFrame,
-    *,
-    width: float = 7.0,
-    palette: str = "colorblind",
-    font_scale: float = 1.0,
-) -> Figure:
+def ablation_figure(table: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Noise-model ablation: precision, recall, median flux residual and log-flux coverage of
     encoders trained on physical or white-noise coadds (colour), tested on either (line style).
 
@@ -307,18 +312,18 @@ def ablation_figure(
         raise InputError("ablation table has no pooled rows (seed -1)")
     pooled["mag"] = (pooled["mag_lo"] + pooled["mag_hi"]) / 2
     depths = sorted(int(d) for d in pooled["d"].unique())
-    colors = dict(zip(("physical", "white"), sns.color_palette(palette, 4)[2:4], strict=True))
+    colors = dict(zip(("physical", "white"), sns.color_palette(style.palette, 4)[2:4], strict=True))
     panels = (
         ("precision", "precision", "estimated magnitude"),
         ("recall", "recall", "true magnitude"),
         ("flux_residual_median", r"median $(\hat f - f)/f$", "true magnitude"),
         ("coverage_log_flux", "log-flux coverage", "nominal coverage"),
     )
-    with paper_style(font_scale):
+    with paper_style(style):
         fig, axes = plt.subplots(
             len(depths),
             len(panels),
-            figsize=(width, (width * 0.27) * len(depths) + 0.6),
+            figsize=(style.width, (style.width * 0.27) * len(depths) + 0.6),
             squeeze=False,
             layout="constrained",
         )
@@ -355,15 +360,6 @@ def ablation_figure(
 
 
 # -- shared by the figure rules' scripts ------------------------------------------------------
-def style_options(figures: Mapping) -> dict:
-    """The keyword arguments every figure function takes from the config's `figures` section."""
-    return {
-        "width": figures["width"],
-        "palette": figures["palette"],
-        "font_scale": figures["font_scale"],
-    }
-
-
 def save_figure(fig: Figure, png: str, pdf: str, *, dpi: int) -> None:
     """Write a figure as PNG (at `dpi`) and PDF, atomically, then free it."""
     try:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from coaddbliss.rng import STREAM_CATALOG, scene_rng
+from coaddbliss.sections import from_sections
 from coaddbliss.units import flux_to_mag
 
 
@@ -25,16 +26,8 @@ class Prior:
 
     @classmethod
     def from_config(cls, config: dict) -> Prior:
-        p, im = config["prior"], config["image"]
-        return cls(
-            mean_sources=float(p["mean_sources"]),
-            max_sources=int(p["max_sources"]),
-            flux_min=float(p["flux_min"]),
-            flux_max=float(p["flux_max"]),
-            alpha=float(p["alpha"]),
-            source_lo=float(im["source_lo"]),
-            source_hi=float(im["source_hi"]),
-        )
+        """From the full config: the `prior` section plus the `image` source square."""
+        return from_sections(cls, config["prior"], config["image"])
 
     def flux_from_uniform(self, u: np.ndarray) -> np.ndarray:
         """Inverse CDF of the truncated Pareto: f = f_min (1 - u (1 - (f_min/f_max)^α))^(-1/α)."""

@@ -17,6 +17,7 @@ from scipy.optimize import brentq
 from scipy.special import gamma
 
 from coaddbliss.errors import InputError
+from coaddbliss.sections import from_sections
 
 #: Trapezoid grid in u = ln t for the Gamma-mixture expansion of the power-law wing.
 #: [-12, 3] with step 0.5 (33 terms in all) keeps the expansion within 2e-9 of the peak and
@@ -38,7 +39,7 @@ class PSFParams:
     @classmethod
     def from_config(cls, psf_config: dict) -> PSFParams:
         """Build from the config's `psf` section (extra keys such as stamp_size are ignored)."""
-        return cls(**{k: float(psf_config[k]) for k in cls.__dataclass_fields__})
+        return from_sections(cls, psf_config)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -28,6 +28,7 @@ from coaddbliss.rng import (
     STREAM_NOISE_SINGLE,
     scene_rng,
 )
+from coaddbliss.sections import from_sections
 
 NOISE_MODELS = ("poisson", "gaussian")
 NOISE_STAGES = ("before_alignment", "after_alignment")
@@ -51,13 +52,8 @@ class SimSettings:
 
     @classmethod
     def from_config(cls, config: dict) -> SimSettings:
-        return cls(
-            background=float(config["survey"]["background"]),
-            size=int(config["image"]["size"]),
-            pad=int(config["image"]["pad"]),
-            noise=config["simulate"]["noise"],
-            noise_stage=config["simulate"]["noise_stage"],
-        )
+        """From the full config: `survey.background`, the `image` size and `simulate` noise."""
+        return from_sections(cls, config["survey"], config["image"], config["simulate"])
 
     @property
     def canvas(self) -> int:

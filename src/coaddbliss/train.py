@@ -37,6 +37,7 @@ from coaddbliss.encoder import (
 )
 from coaddbliss.errors import InputError
 from coaddbliss.images import ImageCubeError, read_cube
+from coaddbliss.sections import from_sections
 from coaddbliss.tiles import TileGrid, TileTruth, assign_tiles, augment_images, flip_targets
 from coaddbliss.variational import constrain, favi_loss
 
@@ -72,7 +73,7 @@ class TrainConfig:
     @classmethod
     def from_config(cls, train_config: dict) -> TrainConfig:
         """From the config's `train` section."""
-        return cls(**{k: train_config[k] for k in cls.__dataclass_fields__})
+        return from_sections(cls, train_config)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -100,7 +100,7 @@ rule ablation_table:
 rule figure_ablation:
     input:
         table=rules.ablation_table.output.table,
-        code=script_sources("figure_ablation.py"),
+        code=script_sources("figure_table.py"),
     output:
         **figure_output("ablation"),
     log:
@@ -109,5 +109,7 @@ rule figure_ablation:
         "../../envs/analysis.yaml"
     params:
         figures=config["figures"],
+        kind="ablation",
+        options={},
     script:
-        "../scripts/figure_ablation.py"
+        "../scripts/figure_table.py"

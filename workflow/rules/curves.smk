@@ -86,7 +86,7 @@ rule bayes_flux:
 rule figure_curves:
     input:
         table=rules.aggregate_curves.output.curves,
-        code=script_sources("figure_curves.py"),
+        code=script_sources("figure_table.py"),
     output:
         **figure_output("curves"),
     log:
@@ -103,13 +103,13 @@ rule figure_curves:
             }
         },
     script:
-        "../scripts/figure_curves.py"
+        "../scripts/figure_table.py"
 
 
 use rule figure_curves as figure_reliability with:
     input:
         table=rules.aggregate_curves.output.reliability,
-        code=script_sources("figure_curves.py"),
+        code=script_sources("figure_table.py"),
     output:
         **figure_output("reliability"),
     log:
@@ -123,7 +123,7 @@ use rule figure_curves as figure_reliability with:
 use rule figure_curves as figure_bayes_flux with:
     input:
         table=rules.bayes_flux.output.table,
-        code=script_sources("figure_curves.py"),
+        code=script_sources("figure_table.py"),
     output:
         **figure_output("bayes_flux"),
     log:

@@ -78,7 +78,7 @@ rule loss_accounting:
 rule figure_loss_accounting:
     input:
         table=rules.loss_accounting.output.table,
-        code=script_sources("figure_loss_accounting.py"),
+        code=script_sources("figure_table.py"),
     output:
         **figure_output("loss_accounting"),
     log:
@@ -87,5 +87,7 @@ rule figure_loss_accounting:
         "../../envs/analysis.yaml"
     params:
         figures=config["figures"],
+        kind="loss_accounting",
+        options={},
     script:
-        "../scripts/figure_loss_accounting.py"
+        "../scripts/figure_table.py"

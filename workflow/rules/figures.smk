@@ -43,7 +43,7 @@ rule figure_metrics:
 rule figure_calibration:
     input:
         table=rules.aggregate_metrics.output.table,
-        code=script_sources("figure_calibration.py"),
+        code=script_sources("figure_table.py"),
     output:
         **figure_output("calibration"),
     log:
@@ -52,5 +52,7 @@ rule figure_calibration:
         "../../envs/analysis.yaml"
     params:
         figures=config["figures"],
+        kind="calibration",
+        options={},
     script:
-        "../scripts/figure_calibration.py"
+        "../scripts/figure_table.py"

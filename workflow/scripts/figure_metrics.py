@@ -8,7 +8,7 @@ import pandas as pd
 
 from coaddbliss.aggregate import METRICS_SCHEMA
 from coaddbliss.metrics import MetricsError, read_metrics_table
-from coaddbliss.plotting import metrics_figure, save_figure, style_options
+from coaddbliss.plotting import FigureStyle, metrics_figure, save_figure
 from coaddbliss.scripting import rule_job
 
 LIMIT_COLUMNS = ["d", "mag", "recall_limit", "flux_err_limit"]
@@ -29,7 +29,7 @@ def main(*, table: str, limits: list[str], png: str, pdf: str, figures: dict[str
     """Draw figure 2 from the aggregate table (and the limits when given)."""
     metrics = read_metrics_table(table, METRICS_SCHEMA)
     limit_table = read_limits(limits[0]) if limits else None
-    fig = metrics_figure(metrics, limit_table, **style_options(figures))
+    fig = metrics_figure(metrics, limit_table, style=FigureStyle.from_config(figures))
     save_figure(fig, png, pdf, dpi=figures["dpi"])
     LOG.info(f"methods {sorted(metrics['method'].unique())}, limits: {bool(limits)}")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from coaddbliss.catalog import read_catalog
 from coaddbliss.images import n_images, read_image
-from coaddbliss.plotting import choose_scene, save_figure, scene_figure, style_options
+from coaddbliss.plotting import FigureStyle, choose_scene, save_figure, scene_figure
 from coaddbliss.scripting import rule_job
 
 LOG = logging.getLogger("coaddbliss")
@@ -22,7 +22,7 @@ def main(*, truth: str, cubes: list[str], png: str, pdf: str, figures: dict[str,
         image, header = read_image(path, scene)
         images[int(header["D"])], background = image, float(header["BKG"])
     stars = true[true["image_id"] == scene]
-    fig = scene_figure(images, stars, background, **style_options(figures))
+    fig = scene_figure(images, stars, background, style=FigureStyle.from_config(figures))
     save_figure(fig, png, pdf, dpi=figures["dpi"])
     LOG.info(f"scene {scene}: {len(stars)} stars, depths {sorted(images)}")
 
