@@ -8,13 +8,15 @@ import torch
 from coaddbliss.encoder import Encoder, EncoderConfig, build_encoder, n_parameters, normalize
 
 
-@pytest.mark.parametrize("full_res_channels", [0, 8])
-def test_one_pass_gives_every_tile(full_res_channels):
-    model = build_encoder(EncoderConfig(full_res_channels=full_res_channels), 0).eval()
+@pytest.mark.parametrize(("full_res_channels", "tile_size"), [(0, 4), (8, 4), (0, 2), (0, 8)])
+def test_one_pass_gives_every_tile(full_res_channels, tile_size):
+    config = EncoderConfig(full_res_channels=full_res_channels, tile_size=tile_size)
+    model = build_encoder(config, 0).eval()
     images = torch.full((5, 88, 88), 865.0)
     x = model.crop(normalize(images, 865.0, 1))
     assert x.shape == (5, 1, 56, 56)  # [24 - 8, 64 + 8) on each axis
-    assert model(x).shape == (5, 7, 10, 10)
+    k = 40 // tile_size  # tiles per side of the 40 x 40 source square
+    assert model(x).shape == (5, 7, k, k)
 
 
 def test_normalize_hand_values():

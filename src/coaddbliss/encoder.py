@@ -118,6 +118,8 @@ class Encoder(nn.Module):
         layers.append(_conv_bn(c, c))
         for i in range(n_down):
             layers.append(_conv_bn(c if i == 0 else w, w, stride=2))
+        if n_down == 0:  # 2 px tiles: the unshuffled cells are the tiles; widen in place
+            layers.append(_conv_bn(c, w))
         layers += [ResBlock(w) for _ in range(config.n_blocks)]
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(
