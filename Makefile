@@ -17,12 +17,14 @@ GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'; true)
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS)
-# Which run results-table and report read: paper (config.yaml), demo, large.
+# Which run results-table and report read: paper (config.yaml), demo, large, best; which runs
+# compare puts side by side.
 RUN ?= paper
+RUNS ?= paper best
 RUN_CONFIG := $(if $(filter paper,$(RUN)),,--configfile config/$(RUN).yaml)
 FAST_TESTS := -m "not slow and not slurm"
 
-.PHONY: all venv run demo check test lint bench results-table report
+.PHONY: all venv run demo best check test lint bench results-table compare report
 
 all: run
 
@@ -40,6 +42,9 @@ run: venv  ## the whole workflow on config.yaml: results/paper/
 
 demo: venv  ## the whole workflow on config/demo.yaml: results/demo/
 	$(SNAKEMAKE) --configfile config/demo.yaml
+
+best: venv  ## the best encoder settings found (config/best.yaml): results/best/
+	$(SNAKEMAKE) --configfile config/best.yaml
 
 check: lint  ## the edit loop (under a minute): lint, then the tests not marked slow or slurm
 	$(BIN)/python -m pytest -q $(FAST_TESTS)
@@ -61,6 +66,9 @@ bench: venv  ## speed benchmarks: print figures for the README's performance sec
 results-table: venv  ## the README's results table from a finished run: make results-table RUN=demo
 	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet
 	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet --method sep
+
+compare: venv  ## finished runs side by side: make compare RUNS="paper best"
+	$(BIN)/python -m coaddbliss.report --compare $(foreach r,$(RUNS),results/$(r)/metrics/metrics.parquet)
 
 report: venv  ## HTML report of a finished run, results/$(RUN)/report.html: make report RUN=demo
 	$(BIN)/snakemake --report results/$(RUN)/report.html $(RUN_CONFIG)
