@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from coaddbliss.baseline import SepSettings, catalog_cube, matched_filter_noise_factor
+from coaddbliss.baseline import (
+    CubeSetup,
+    SepSettings,
+    catalog_cube,
+    matched_filter_noise_factor,
+)
 from coaddbliss.catalog import write_catalog
 from coaddbliss.images import ImageCubeError, read_cube, read_extension
 from coaddbliss.photometry import coadd_blur, psf_kernel
@@ -49,10 +54,9 @@ def main(
         cube_path, len(cube.data), depth, noise_stage, factor, why, settings,
     )  # fmt: skip
     start = time.perf_counter()
-    catalog = catalog_cube(
-        cube.data, psf=psf, background=background, depth=depth, noise_stage=noise_stage,
-        settings=settings, dithers=dithers, workers=workers,
-    )  # fmt: skip
+    setup = CubeSetup(psf=psf, background=background, depth=depth, noise_stage=noise_stage,
+                      settings=settings, dithers=dithers)  # fmt: skip
+    catalog = catalog_cube(cube.data, setup, workers=workers)
     elapsed = time.perf_counter() - start
     LOG.info(
         "%d detections in %d images (%.2f per image) in %.1f s on %d worker(s)",
