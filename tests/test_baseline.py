@@ -305,7 +305,7 @@ def test_script_rejects_a_cube_of_the_wrong_depth(tmp_path, psf, config):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     with pytest.raises(ValueError, match=r"d5\.fits.*D = 1"):
-        script.main(cube_path=str(cube), psf_path=str(psf_path), baseline=config["baseline"],
-                    background=B, depth=5, out=str(tmp_path / "out.parquet"),
+        script.main(cube=str(cube), psf=str(psf_path), baseline=config["baseline"],
+                    background=B, d=5, catalog=str(tmp_path / "out.parquet"),
                     workers=1)  # fmt: skip
     assert not (tmp_path / "out.parquet").exists()
