@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from coaddbliss.baseline import SepSettings, catalog_cube
+from coaddbliss.baseline import CubeSetup, SepSettings, catalog_cube
 from coaddbliss.images import read_cube, read_extension
 
 
@@ -57,12 +57,12 @@ def main(*, config_path: str, depths: list[int], n: int, workers: int) -> None:
     settings = SepSettings.from_config(config["baseline"])
     for depth in depths:
         images, dithers, stage = images_of_depth(config, depth, n)
+        background = float(config["survey"]["background"])
+        setup = CubeSetup(psf=psf, background=background, depth=depth, noise_stage=stage,
+                          settings=settings, dithers=dithers)  # fmt: skip
         start = time.perf_counter()
         cpu_start = _cpu_seconds()
-        catalog = catalog_cube(
-            images, psf=psf, background=float(config["survey"]["background"]), depth=depth,
-            noise_stage=stage, settings=settings, dithers=dithers, workers=workers,
-        )  # fmt: skip
+        catalog = catalog_cube(images, setup, workers=workers)
         elapsed = time.perf_counter() - start
         cpu = _cpu_seconds() - cpu_start
         load = os.getloadavg()[0]

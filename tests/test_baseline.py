@@ -12,6 +12,7 @@ from conftest import REPO
 from scipy.stats import norm
 
 from coaddbliss.baseline import (
+    CubeSetup,
     SepSettings,
     catalog_chunk,
     catalog_cube,
@@ -43,6 +44,23 @@ def psf(config) -> PSF:
 @pytest.fixture(scope="module")
 def settings(config) -> SepSettings:
     return SepSettings.from_config(config["baseline"])
+
+
+def single_exposure(psf, settings) -> CubeSetup:
+    """The setup of single exposures (d = 1, sky B): no dithers, no resampling."""
+    return CubeSetup(psf=psf, background=B, depth=1, noise_stage="before_alignment",
+                     settings=settings)  # fmt: skip
+
+
+def test_cube_setup_chunk_slices_the_dithers_only(psf, settings):
+    dithers = np.arange(5 * 2 * 2, dtype=float).reshape(5, 2, 2)  # (N, d, 2) px
+    setup = CubeSetup(psf=psf, background=B, depth=2, noise_stage="after_alignment",
+                      settings=settings, dithers=dithers)  # fmt: skip
+    part = setup.chunk(1, 3)
+    np.testing.assert_array_equal(part.dithers, dithers[1:3])
+    assert (part.psf, part.background, part.depth, part.noise_stage, part.settings) == (
+        psf, B, 2, "after_alignment", settings)  # fmt: skip
+    assert single_exposure(psf, settings).chunk(1, 3).dithers is None
 
 
 def star_image(psf, x, y, flux, size=88):
@@ -89,8 +107,7 @@ def test_pure_noise_gives_almost_no_detections(psf, settings):
     """5 sigma on noise alone: ~5e-4 peaks per 40 x 40 region, so ~0 in 100 whole images."""
     rng = np.random.default_rng(3)
     images = B + rng.normal(0.0, math.sqrt(B), size=(100, 88, 88))
-    cat = catalog_cube(images, psf=psf, background=B, depth=1, noise_stage="before_alignment",
-                       settings=settings)  # fmt: skip
+    cat = catalog_cube(images, single_exposure(psf, settings))
     assert len(cat) <= 2
 
 
@@ -163,8 +180,7 @@ def test_sep_positions_land_on_the_catalog_frame(psf, settings):
     """A bright star at (x, y) in the project frame: SEP + conversion + fit return (x, y)."""
     x, y = 41.3, 52.8
     image = star_image(psf, [x], [y], [2e4]) + B
-    cat = catalog_chunk(images=image[None], psf=psf, background=B, depth=1,
-                        noise_stage="before_alignment", settings=settings)  # fmt: skip
+    cat = catalog_chunk(images=image[None], setup=single_exposure(psf, settings))
     assert len(cat) == 1
     assert cat["x"].iloc[0] == pytest.approx(x, abs=1e-3)
     assert cat["y"].iloc[0] == pytest.approx(y, abs=1e-3)
@@ -252,10 +268,8 @@ def test_catalog_is_a_valid_predicted_catalog(psf, settings, tmp_path):
     images = np.stack(
         [B + star_image(psf, *t) + rng.normal(0, math.sqrt(B), (88, 88)) for t in truth]
     ).astype(np.float32)
-    one = catalog_cube(images, psf=psf, background=B, depth=1, noise_stage="before_alignment",
-                       settings=settings)  # fmt: skip
-    chunked = catalog_cube(images, psf=psf, background=B, depth=1, chunk_size=1,
-                           noise_stage="before_alignment", settings=settings)  # fmt: skip
+    one = catalog_cube(images, single_exposure(psf, settings))
+    chunked = catalog_cube(images, single_exposure(psf, settings), chunk_size=1)
     pd.testing.assert_frame_equal(one, chunked)
     assert one["image_id"].tolist() == [0, 0, 2]
     path = tmp_path / "d1.parquet"
@@ -264,8 +278,7 @@ def test_catalog_is_a_valid_predicted_catalog(psf, settings, tmp_path):
     assert ((back["prob"] > 0.5) & (back["prob"] <= 1)).all()
     assert (back["x_sd"] > 0).all() and (back["log_flux_sd"] > 0).all()
     assert back.sort_values("flux")["flux"].to_numpy() == pytest.approx([5e3, 1e4, 2e4], rel=0.1)
-    empty = catalog_cube(images[:0], psf=psf, background=B, depth=1,
-                         noise_stage="before_alignment", settings=settings)  # fmt: skip
+    empty = catalog_cube(images[:0], single_exposure(psf, settings))
     assert len(empty) == 0 and "log_flux_sd" in empty.columns
 
 
@@ -292,7 +305,7 @@ def test_script_rejects_a_cube_of_the_wrong_depth(tmp_path, psf, config):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     with pytest.raises(ValueError, match=r"d5\.fits.*D = 1"):
-        script.main(cube_path=str(cube), psf_path=str(psf_path), baseline=config["baseline"],
-                    background=B, depth=5, out=str(tmp_path / "out.parquet"),
+        script.main(cube=str(cube), psf=str(psf_path), baseline=config["baseline"],
+                    background=B, d=5, catalog=str(tmp_path / "out.parquet"),
                     workers=1)  # fmt: skip
     assert not (tmp_path / "out.parquet").exists()

@@ -148,12 +148,12 @@ def test_rule_script_writes_the_table(tmp_path):
     spec.loader.exec_module(script)
     out = tmp_path / "limits.parquet"
     script.main(
-        psf_config=config["psf"],
+        psf=config["psf"],
         background=config["survey"]["background"],
         depths=config["simulate"]["depths"],
         limits=config["limits"],
         threshold=config["baseline"]["threshold"],
-        out=str(out),
+        table=str(out),
     )
     table = pq.read_table(out).to_pandas()
     n_mags = len(mag_grid(**{k: config["limits"][k] for k in ("mag_min", "mag_max")},

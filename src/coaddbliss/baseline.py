@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -198,6 +198,22 @@ def _fit_and_screen(
     return x, y, np.zeros(0), np.zeros((0, 3)), snr
 
 
+@dataclass(frozen=True)
+class CubeSetup:
+    """What cataloguing a cube takes besides its pixels: how it was made, SEP's settings."""
+
+    psf: PSF  # the survey PSF of one exposure
+    background: float  # sky B, counts per pixel
+    depth: int  # exposures per coadd, d
+    noise_stage: str  # one of NOISE_STAGES: where the simulator drew the noise
+    settings: SepSettings
+    dithers: np.ndarray | None = None  # (N, d, 2) px, when known: each coadd's resampling blur
+
+    def chunk(self, start: int, stop: int) -> CubeSetup:
+        """The setup of images start..stop of the cube: the same but for their dithers."""
+        return replace(self, dithers=None if self.dithers is None else self.dithers[start:stop])
+
+
 def catalog_chunk(**kwargs) -> pd.DataFrame:
     """Catalog of a chunk of images (see `_catalog_chunk`), BLAS pinned to one thread.
 
@@ -207,21 +223,13 @@ def catalog_chunk(**kwargs) -> pd.DataFrame:
         return _catalog_chunk(**kwargs)
 
 
-def _catalog_chunk(
-    images: np.ndarray,
-    *,
-    psf: PSF,
-    background: float,
-    depth: int,
-    noise_stage: str,
-    settings: SepSettings,
-    dithers: np.ndarray | None = None,
-    first_id: int = 0,
-) -> pd.DataFrame:
+def _catalog_chunk(images: np.ndarray, *, setup: CubeSetup, first_id: int = 0) -> pd.DataFrame:
     """Catalog of (n, H, W) images (counts with sky), ids from `first_id`: PREDICTED_SCHEMA but mag.
 
-    `dithers` (n, d, 2), when known, give each coadd its own resampling blur; else 1/6 px².
+    `setup.dithers` (n, d, 2), when known, give each coadd its own resampling blur; else 1/6 px².
     """
+    psf, background, depth, settings = setup.psf, setup.background, setup.depth, setup.settings
+    noise_stage, dithers = setup.noise_stage, setup.dithers
     kernel = psf_kernel(psf, settings.kernel_size, coadd_blur(None, depth))
     variance = detection_variance(
         background, depth, matched_filter_noise_factor(kernel, depth, noise_stage)
@@ -271,42 +279,20 @@ def _catalog_chunk(
 
 
 def catalog_cube(
-    images: np.ndarray,
-    *,
-    psf: PSF,
-    background: float,
-    depth: int,
-    noise_stage: str,
-    settings: SepSettings,
-    dithers: np.ndarray | None = None,
-    chunk_size: int = 500,
-    workers: int = 1,
+    images: np.ndarray, setup: CubeSetup, *, chunk_size: int = 500, workers: int = 1
 ) -> pd.DataFrame:
     """Catalog of an (N, H, W) cube, chunk by chunk, on `workers` processes, in image order."""
     # at least one chunk per worker; chunks bound the memory (FFT buffers) whatever N is
     chunk_size = max(1, min(chunk_size, -(-len(images) // max(workers, 1))))
     bounds = [(a, min(a + chunk_size, len(images))) for a in range(0, len(images), chunk_size)]
-    jobs = [
-        dict(
-            images=images[a:b],
-            psf=psf,
-            background=background,
-            depth=depth,
-            noise_stage=noise_stage,
-            settings=settings,
-            first_id=a,
-            dithers=None if dithers is None else dithers[a:b],
-        )  # fmt: skip
-        for a, b in bounds
-    ]
+    jobs = [dict(images=images[a:b], setup=setup.chunk(a, b), first_id=a) for a, b in bounds]
     if workers <= 1 or len(jobs) <= 1:
         frames = [catalog_chunk(**job) for job in jobs]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             frames = list(pool.map(_run_chunk, jobs))
     if not frames:
-        return catalog_chunk(images=images[:0], psf=psf, background=background, depth=depth,
-                             noise_stage=noise_stage, settings=settings)  # fmt: skip
+        return catalog_chunk(images=images[:0], setup=setup.chunk(0, 0))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -58,3 +59,9 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
     with contextlib.suppress(RuntimeError):  # may only be set once per process
         torch.set_num_interop_threads(1)
+
+
+def job_device(smk: Any) -> torch.device:
+    """The device of a rule job (the `snakemake` object): its `threads:`, its `gpu` resource."""
+    set_threads(int(smk.threads))
+    return choose_device(int(smk.resources.get("gpu", 0)))

@@ -19,7 +19,7 @@ from astropy.io import fits
 
 from coaddbliss import __version__
 from coaddbliss.atomic import NO_ROOM, atomic_path
-from coaddbliss.errors import InputError, OutputError
+from coaddbliss.errors import InputError, OutputError, fits_errors
 
 
 class ImageCubeError(InputError):
@@ -276,7 +276,7 @@ def read_cube(
 def read_extension(path: str | os.PathLike, name: str) -> np.ndarray:
     """The data of a named extension (for example 'DITHERS') of a cube file, all finite."""
     path = Path(path)
-    try:
+    with fits_errors(ImageCubeError, path, lambda err: f"no {name!r} extension"):
         with fits.open(path) as hdul:
             try:
                 data = np.asarray(hdul[name].data)
@@ -285,12 +285,6 @@ def read_extension(path: str | os.PathLike, name: str) -> np.ndarray:
                 if truncated:
                     raise ImageCubeError(f"{path}: truncated FITS file ({truncated})") from None
                 raise
-    except ImageCubeError:
-        raise
-    except KeyError as err:
-        raise ImageCubeError(f"{path}: no {name!r} extension") from err
-    except Exception as err:
-        raise ImageCubeError(f"{path}: not a readable FITS file ({err})") from err
     if data.dtype.kind in "fc" and not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise ImageCubeError(f"{path}: extension {name!r} holds {bad} non-finite value(s)")

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import gamma
 
-from coaddbliss.errors import InputError
+from coaddbliss.errors import InputError, fits_errors
 from coaddbliss.sections import from_sections
 
 #: Trapezoid grid in u = ln t for the Gamma-mixture expansion of the power-law wing.
@@ -169,16 +169,10 @@ def read_psf_fits(path) -> PSF:
     path = Path(path)
     if not path.is_file():
         raise PSFFileError(f"{path}: PSF file not found (run the 'psf' rule)")
-    try:
+    with fits_errors(PSFFileError, path, lambda err: f"header lacks PSF parameter {err}"):
         with fits.open(path) as hdul:
             header = hdul[0].header
             values = {name: float(header[key]) for name, key in _HEADER_KEYS.items()}
             if hdul[0].data is None or hdul[0].data.ndim != 2:
                 raise PSFFileError(f"{path}: primary HDU holds no PSF image")
-    except PSFFileError:
-        raise
-    except KeyError as err:
-        raise PSFFileError(f"{path}: header lacks PSF parameter {err}") from err
-    except Exception as err:
-        raise PSFFileError(f"{path}: not a readable FITS file ({err})") from err
     return PSF(PSFParams(**values))

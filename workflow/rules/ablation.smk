@@ -43,7 +43,7 @@ use rule train_encoder as ablation_train_encoder with:
         val_truth=rules.train_encoder.input.val_truth,
         code=rules.train_encoder.input.code,
     output:
-        ckpt=ABLATION_CKPT,
+        checkpoint=ABLATION_CKPT,
         history=ABLATION_HISTORY,
     log:
         log_path("ablation_train_encoder", "d{d}", "seed{seed}"),
@@ -53,7 +53,7 @@ use rule train_encoder as ablation_train_encoder with:
 
 use rule infer_catalog as ablation_infer_catalog with:
     input:
-        ckpt=ablation_encoder,
+        checkpoint=ablation_encoder,
         cube=ablation_test_cube,
         code=rules.infer_catalog.input.code,
     output:

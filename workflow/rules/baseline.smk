@@ -26,7 +26,7 @@ rule physical_limits:
 
 rule baseline_sep:
     input:
-        cube=expand(IMAGE_CUBE, dataset="test", allow_missing=True),
+        cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
         psf=rules.psf.output.fits,
         code=script_sources("baseline_sep.py"),
     output:

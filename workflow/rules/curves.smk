@@ -21,8 +21,8 @@ rule operating_curves:
         sep=SEP_CANDIDATE_CATALOG,
         code=script_sources("operating_curves.py"),
     output:
-        curves=CURVES_RUN,
-        reliability=RELIABILITY_RUN,
+        depth_curves=CURVES_RUN,
+        depth_reliability=RELIABILITY_RUN,
     log:
         log_path("operating_curves", "d{d}"),
     benchmark:
@@ -43,8 +43,8 @@ rule operating_curves:
 
 rule aggregate_curves:
     input:
-        curves=expand(CURVES_RUN, d=DEPTHS),
-        reliability=expand(RELIABILITY_RUN, d=DEPTHS),
+        depth_curves=expand(CURVES_RUN, d=DEPTHS),
+        depth_reliability=expand(RELIABILITY_RUN, d=DEPTHS),
         code=script_sources("aggregate_curves.py"),
     output:
         curves=CURVES_TABLE,

@@ -23,9 +23,11 @@ use rule infer_catalog as infer_candidates with:
     benchmark:
         benchmark_path("infer_candidates", "d{d}", "seed{seed}")
     params:
-        encoder=config["encoder"],
-        image=config["image"],
-        infer={**config["infer"], "threshold": DIAGNOSTICS["candidate_threshold"]},
+        # encoder_config: infer_catalog's (`use rule ... with` replaces only the params it names)
+        infer_config={
+            **config["infer"],
+            "threshold": DIAGNOSTICS["candidate_threshold"],
+        },
 
 
 use rule baseline_sep as sep_candidates with:

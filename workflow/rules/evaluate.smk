@@ -30,6 +30,7 @@ rule score_catalog:
     conda:
         "../../envs/analysis.yaml"
     params:
+        method="{method}",  # the run's label in its table (the ablation's: its cell)
         evaluate={k: v for k, v in config["evaluate"].items() if k != "band"},  # band: aggregate
     script:
         "../scripts/score_catalog.py"

@@ -6,7 +6,7 @@ ENCODER_CATALOG = result_path("catalogs/d{d}/seed{seed}.parquet")
 
 rule infer_catalog:
     input:
-        ckpt=rules.train_encoder.output.ckpt,
+        checkpoint=rules.train_encoder.output.checkpoint,
         cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
         code=script_sources("infer_catalog.py"),
     output:
@@ -23,8 +23,7 @@ rule infer_catalog:
         mem_mb=2000,
         runtime=30,
     params:
-        encoder=config["encoder"],
-        image=config["image"],
-        infer=config["infer"],
+        encoder_config={"encoder": config["encoder"], "image": config["image"]},
+        infer_config=config["infer"],
     script:
         "../scripts/infer_catalog.py"

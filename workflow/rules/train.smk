@@ -14,7 +14,7 @@ rule train_encoder:
         val_truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
         code=script_sources("train_encoder.py"),
     output:
-        ckpt=ENCODER_CKPT,
+        checkpoint=ENCODER_CKPT,
         history=TRAIN_HISTORY,
     log:
         log_path("train_encoder", "d{d}", "seed{seed}"),
@@ -28,8 +28,7 @@ rule train_encoder:
         mem_mb=4000,
         runtime=120,
     params:
-        encoder=config["encoder"],
-        image=config["image"],
-        train=config["train"],
+        encoder_config={"encoder": config["encoder"], "image": config["image"]},
+        train_config=config["train"],
     script:
         "../scripts/train_encoder.py"

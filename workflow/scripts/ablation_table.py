@@ -6,7 +6,7 @@ import logging
 from coaddbliss.ablation import ABLATION_SCHEMA, ablation_summary
 from coaddbliss.metrics import RUN_SCHEMA, MetricsError, read_metrics_table
 from coaddbliss.parquet import write_table
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import list_of, rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -28,9 +28,4 @@ def main(
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        main(
-            runs=list(snakemake.input.runs),
-            cells=[tuple(c) for c in snakemake.params.cells],
-            table=snakemake.output.table,
-            band=tuple(snakemake.params.band),
-        )
+        main(**rule_kwargs(snakemake, cells=list_of(tuple), band=tuple))

@@ -8,7 +8,7 @@ import pandas as pd
 from coaddbliss.aggregate import METRICS_SCHEMA, aggregate_runs
 from coaddbliss.metrics import RUN_SCHEMA, MetricsError, read_metrics_table
 from coaddbliss.parquet import write_table
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -25,8 +25,4 @@ def main(*, runs: list[str], table: str, band: tuple[float, float]) -> None:
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        main(
-            runs=list(snakemake.input.runs),
-            table=snakemake.output.table,
-            band=tuple(snakemake.params.band),
-        )
+        main(**rule_kwargs(snakemake, band=tuple))

@@ -7,79 +7,73 @@ from typing import Any
 
 import numpy as np
 
-from coaddbliss.baseline import SepSettings, catalog_cube, matched_filter_noise_factor
+from coaddbliss.baseline import (
+    CubeSetup,
+    SepSettings,
+    catalog_cube,
+    matched_filter_noise_factor,
+)
 from coaddbliss.catalog import write_catalog
 from coaddbliss.images import ImageCubeError, read_cube, read_extension
 from coaddbliss.photometry import coadd_blur, psf_kernel
 from coaddbliss.psf import read_psf_fits
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
 
 def main(
     *,
-    cube_path: str,
-    psf_path: str,
+    cube: str,
+    psf: str,
     baseline: dict[str, Any],
     background: float,
-    depth: int,
-    out: str,
+    d: int,
+    catalog: str,
     workers: int,
 ) -> None:
-    """Catalog every image of the cube with SEP and the joint PSF fit; write the catalog."""
-    psf = read_psf_fits(psf_path)
-    cube = read_cube(cube_path)
-    if cube.depth != depth:
+    """Catalog every image of `cube` (depth `d`) with SEP and the joint PSF fit; write `catalog`."""
+    psf_model = read_psf_fits(psf)
+    images = read_cube(cube)
+    if images.depth != d:
+        raise ImageCubeError(f"{cube}: header says D = {images.depth}, the rule expects d = {d}")
+    if images.background != background:
         raise ImageCubeError(
-            f"{cube_path}: header says D = {cube.depth}, the rule expects d = {depth}"
+            f"{cube}: header BKG = {images.background}, config survey.background = {background}"
         )
-    if cube.background != background:
-        raise ImageCubeError(
-            f"{cube_path}: header BKG = {cube.background}, config survey.background = {background}"
-        )
-    noise_stage = str(cube.header.get("NSTAGE", "before_alignment"))
-    dithers = read_extension(cube_path, "DITHERS") if depth > 1 else None
+    noise_stage = str(images.header.get("NSTAGE", "before_alignment"))
+    dithers = read_extension(cube, "DITHERS") if d > 1 else None
     settings = SepSettings.from_config(baseline)
-    kernel = psf_kernel(psf, settings.kernel_size, coadd_blur(None, depth))
-    factor = matched_filter_noise_factor(kernel, depth, noise_stage)
+    kernel = psf_kernel(psf_model, settings.kernel_size, coadd_blur(None, d))
+    factor = matched_filter_noise_factor(kernel, d, noise_stage)
     why = "white noise" if factor == 1.0 else "resampled noise; its per-pixel variance is 0.44"
     LOG.info(
         "%s: %d images, d=%d, noise %s; matched-filter noise c B/d with c = %.4f (%s); %s",
-        cube_path, len(cube.data), depth, noise_stage, factor, why, settings,
+        cube, len(images.data), d, noise_stage, factor, why, settings,
     )  # fmt: skip
     start = time.perf_counter()
-    catalog = catalog_cube(
-        cube.data, psf=psf, background=background, depth=depth, noise_stage=noise_stage,
-        settings=settings, dithers=dithers, workers=workers,
-    )  # fmt: skip
+    setup = CubeSetup(psf=psf_model, background=background, depth=d, noise_stage=noise_stage,
+                      settings=settings, dithers=dithers)  # fmt: skip
+    found = catalog_cube(images.data, setup, workers=workers)
     elapsed = time.perf_counter() - start
     LOG.info(
         "%d detections in %d images (%.2f per image) in %.1f s on %d worker(s)",
-        len(catalog), len(cube.data), len(catalog) / max(len(cube.data), 1), elapsed, workers,
+        len(found), len(images.data), len(found) / max(len(images.data), 1), elapsed, workers,
     )  # fmt: skip
-    if len(catalog):
+    if len(found):
         LOG.info("median fractional flux error (posterior sd): %.3f",
-                 float(np.median(catalog["log_flux_sd"])))  # fmt: skip
+                 float(np.median(found["log_flux_sd"])))  # fmt: skip
     write_catalog(
-        catalog, out, kind="predicted",
+        found, catalog, kind="predicted",
         metadata={
-            "producer": "baseline_sep", "depth": depth, "noise_stage": noise_stage,
+            "producer": "baseline_sep", "depth": d, "noise_stage": noise_stage,
             "noise_factor": factor, "settings": settings.as_dict(), "background": background,
-            "seed": cube.header.get("SEED"), "split": cube.header.get("SPLIT"),
-            "psf": psf.params.as_dict(), "cube": cube_path,
+            "seed": images.header.get("SEED"), "split": images.header.get("SPLIT"),
+            "psf": psf_model.params.as_dict(), "cube": cube,
         },
     )  # fmt: skip
 
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        main(
-            cube_path=snakemake.input.cube[0],
-            psf_path=snakemake.input.psf,
-            baseline=snakemake.params.baseline,
-            background=float(snakemake.params.background),
-            depth=int(snakemake.wildcards.d),
-            out=snakemake.output.catalog,
-            workers=int(snakemake.threads),
-        )
+        main(**rule_kwargs(snakemake, background=float, d=int), workers=int(snakemake.threads))

@@ -9,7 +9,7 @@ import pandas as pd
 from coaddbliss.aggregate import METRICS_SCHEMA
 from coaddbliss.metrics import MetricsError, read_metrics_table
 from coaddbliss.plotting import FigureStyle, metrics_figure, save_figure
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 LIMIT_COLUMNS = ["d", "mag", "recall_limit", "flux_err_limit"]
 
@@ -36,11 +36,4 @@ def main(*, table: str, limits: list[str], png: str, pdf: str, figures: dict[str
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        out, figures = snakemake.output, dict(snakemake.params.figures)
-        main(
-            table=snakemake.input.table,
-            limits=list(snakemake.input.limits),
-            png=out.png,
-            pdf=out.pdf,
-            figures=figures,
-        )
+        main(**rule_kwargs(snakemake))

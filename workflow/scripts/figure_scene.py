@@ -7,7 +7,7 @@ from typing import Any
 from coaddbliss.catalog import read_catalog
 from coaddbliss.images import n_images, read_image
 from coaddbliss.plotting import FigureStyle, choose_scene, save_figure, scene_figure
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -29,11 +29,4 @@ def main(*, truth: str, cubes: list[str], png: str, pdf: str, figures: dict[str,
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        out, figures = snakemake.output, dict(snakemake.params.figures)
-        main(
-            truth=snakemake.input.truth,
-            cubes=list(snakemake.input.cubes),
-            png=out.png,
-            pdf=out.pdf,
-            figures=figures,
-        )
+        main(**rule_kwargs(snakemake))

@@ -15,7 +15,7 @@ from coaddbliss.operating_curves import CURVES_SCHEMA, RELIABILITY_SCHEMA
 from coaddbliss.parquet import read_table
 from coaddbliss.plot_curves import bayes_flux_figure, curves_figure, reliability_figure
 from coaddbliss.plotting import FigureStyle, ablation_figure, calibration_figure, save_figure
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 #: Figure kind -> (its table's reader, its figure function).
 FIGURES = {
@@ -45,12 +45,4 @@ def main(
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        out, params = snakemake.output, snakemake.params
-        main(
-            kind=params.kind,
-            table=snakemake.input.table,
-            png=out.png,
-            pdf=out.pdf,
-            figures=dict(params.figures),
-            options=dict(params.options),
-        )
+        main(**rule_kwargs(snakemake))

@@ -4,11 +4,15 @@
 # coaddbliss sets OMP_WAIT_POLICY before torch loads (coaddbliss/__init__.py): import it first.
 import logging
 import time
+from typing import TYPE_CHECKING
 
-from coaddbliss.device import choose_device, set_threads
+from coaddbliss.device import job_device
 from coaddbliss.encoder import EncoderConfig
 from coaddbliss.infer import InferConfig, infer_catalog
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
+
+if TYPE_CHECKING:  # torch only for the annotation: coaddbliss must load before it
+    import torch
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -17,19 +21,16 @@ def main(
     *,
     checkpoint: str,
     cube: str,
-    out: str,
+    catalog: str,
     encoder_config: EncoderConfig,
     infer_config: InferConfig,
     seed: int,
-    gpu: int,
-    threads: int,
+    device: "torch.device",
 ) -> None:
-    """Catalog every test image on the job's device and threads; write the predicted catalog."""
-    set_threads(threads)
-    device = choose_device(gpu)
+    """Catalog every test image on the job's `device`; write the predicted `catalog`."""
     start = time.perf_counter()
     df = infer_catalog(
-        checkpoint=checkpoint, cube=cube, out=out, infer_config=infer_config,
+        checkpoint=checkpoint, cube=cube, out=catalog, infer_config=infer_config,
         encoder_config=encoder_config, seed=seed, device=device,
     )  # fmt: skip
     LOG.info("%d rows in %.1f s", len(df), time.perf_counter() - start)
@@ -37,16 +38,5 @@ def main(
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        params = snakemake.params
-        main(
-            checkpoint=snakemake.input.ckpt,
-            cube=snakemake.input.cube,
-            out=snakemake.output.catalog,
-            encoder_config=EncoderConfig.from_config(
-                {"encoder": params.encoder, "image": params.image}
-            ),
-            infer_config=InferConfig.from_config(params.infer),
-            seed=int(snakemake.wildcards.seed),
-            gpu=int(snakemake.resources.get("gpu", 0)),
-            threads=int(snakemake.threads),
-        )
+        casts = dict(encoder_config=EncoderConfig.from_config, infer_config=InferConfig.from_config)
+        main(**rule_kwargs(snakemake, **casts, seed=int), device=job_device(snakemake))

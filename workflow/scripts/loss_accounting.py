@@ -11,7 +11,7 @@ from coaddbliss.catalog import read_catalog
 from coaddbliss.images import n_images
 from coaddbliss.loss_accounting import LOSS_SCHEMA, AccountingConfig, account_run, aggregate
 from coaddbliss.parquet import write_table
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import list_of, rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -54,14 +54,10 @@ def main(
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        params = snakemake.params
         main(
-            truth=snakemake.input.truth,
-            cubes=list(snakemake.input.cubes),
-            depths=[int(d) for d in params.depths],
-            runs=[(str(m), int(d), int(s)) for m, d, s in params.runs],
-            catalogs=list(snakemake.input.catalogs),
-            candidates=list(snakemake.input.candidates),
-            table=snakemake.output.table,
-            accounting=dict(params.accounting),
+            **rule_kwargs(
+                snakemake,
+                depths=list_of(int),
+                runs=lambda runs: [(str(m), int(d), int(s)) for m, d, s in runs],
+            )
         )

@@ -15,7 +15,7 @@ from coaddbliss.operating_curves import (
 )
 from coaddbliss.parquet import write_table
 from coaddbliss.psf import PSF, PSFParams
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import list_of, rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -27,18 +27,18 @@ def main(
     encoder: list[str],
     sep: str,
     seeds: list[int],
-    depth: int,
+    d: int,
     curves: dict[str, Any],
     max_offset: float,
-    psf_config: dict[str, Any],
+    psf: dict[str, Any],
     background: float,
     image: dict[str, Any],
     encoder_floor: float,
-    out_curves: str,
-    out_reliability: str,
+    depth_curves: str,
+    depth_reliability: str,
 ) -> None:
-    """Sweep every encoder seed, SEP and the ideal filter of depth `depth`; write both tables."""
-    n = n_images(cube, depth=depth)  # N from the header: no pixels are read
+    """Sweep every encoder seed, SEP and the ideal filter of depth `d`; write both tables."""
+    n = n_images(cube, depth=d)  # N from the header: no pixels are read
     config = CurvesConfig.from_config(curves, max_offset)
     truth_df = read_catalog(truth, kind="truth", n_images=n)
     encoder_runs = {
@@ -49,37 +49,30 @@ def main(
     sep_threshold = float(read_metadata(sep)["settings"]["threshold"])
     sep_run = (read_catalog(sep, kind="predicted", n_images=n), sep_threshold)
     region = int(image["source_hi"] - image["source_lo"]) ** 2  # pixels searched per image
-    pixels = psf_pixel_fractions(PSF(PSFParams.from_config(psf_config)))
+    pixels = psf_pixel_fractions(PSF(PSFParams.from_config(psf)))
     table, reliability = curves_for_depth(
-        truth_df, encoder=encoder_runs, sep=sep_run, depth=depth, n_images=n,
+        truth_df, encoder=encoder_runs, sep=sep_run, depth=d, n_images=n,
         background=background, pixels=pixels, region_pixels=region, config=config,
     )  # fmt: skip
-    meta = {"depth": depth, "curves": curves, "max_offset": max_offset, "encoder": encoder,
+    meta = {"depth": d, "curves": curves, "max_offset": max_offset, "encoder": encoder,
             "encoder_floor": encoder_floor, "sep": sep, "sep_threshold": sep_threshold}  # fmt: skip
-    write_table(table, out_curves, CURVES_SCHEMA, meta)
-    write_table(reliability, out_reliability, RELIABILITY_SCHEMA, meta)
+    write_table(table, depth_curves, CURVES_SCHEMA, meta)
+    write_table(reliability, depth_reliability, RELIABILITY_SCHEMA, meta)
     LOG.info(
         "d=%d: %d images; encoder seeds %s from q > %.2f, SEP from %.1f sigma; %d curve rows",
-        depth, n, seeds, encoder_floor, sep_threshold, len(table),
+        d, n, seeds, encoder_floor, sep_threshold, len(table),
     )  # fmt: skip
 
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        params = snakemake.params
         main(
-            truth=snakemake.input.truth,
-            cube=snakemake.input.cube,
-            encoder=list(snakemake.input.encoder),
-            sep=snakemake.input.sep,
-            seeds=[int(s) for s in params.seeds],
-            depth=int(snakemake.wildcards.d),
-            curves=dict(params.curves),
-            max_offset=float(params.max_offset),
-            psf_config=dict(params.psf),
-            background=float(params.background),
-            image=dict(params.image),
-            encoder_floor=float(params.encoder_floor),
-            out_curves=snakemake.output.curves,
-            out_reliability=snakemake.output.reliability,
+            **rule_kwargs(
+                snakemake,
+                seeds=list_of(int),
+                d=int,
+                max_offset=float,
+                background=float,
+                encoder_floor=float,
+            )
         )

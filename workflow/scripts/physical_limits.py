@@ -6,25 +6,26 @@ from typing import Any
 
 from coaddbliss.limits import mag_grid, physical_limits, write_limits
 from coaddbliss.psf import PSF, PSFParams
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import list_of, rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
 
 def main(
     *,
-    psf_config: dict[str, Any],
+    psf: dict[str, Any],
     background: float,
     depths: list[int],
     limits: dict[str, Any],
     threshold: float,
-    out: str,
+    table: str,
 ) -> None:
     """Write the limits table; log the half-magnitude rows."""
-    psf = PSF(PSFParams.from_config(psf_config))
+    model = PSF(PSFParams.from_config(psf))
     mags = mag_grid(float(limits["mag_min"]), float(limits["mag_max"]), float(limits["mag_step"]))
-    df = physical_limits(psf, depths=depths, mags=mags, background=background, threshold=threshold)
-    write_limits(df, out, metadata={"psf": psf_config, "background": background,
+    df = physical_limits(model, depths=depths, mags=mags, background=background,
+                         threshold=threshold)  # fmt: skip
+    write_limits(df, table, metadata={"psf": psf, "background": background,
                                     "threshold": threshold, "limits": limits})  # fmt: skip
     for (d, mag), row in df.set_index(["d", "mag"]).iterrows():
         if abs(mag - round(mag * 2) / 2) < 1e-9:  # log the half-magnitude rows only
@@ -37,10 +38,10 @@ def main(
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
         main(
-            psf_config=snakemake.params.psf,
-            background=float(snakemake.params.background),
-            depths=[int(d) for d in snakemake.params.depths],
-            limits=snakemake.params.limits,
-            threshold=float(snakemake.params.threshold),
-            out=snakemake.output.table,
+            **rule_kwargs(
+                snakemake,
+                background=float,
+                depths=list_of(int),
+                threshold=float,
+            )
         )

@@ -9,7 +9,7 @@ from coaddbliss.catalog import read_catalog
 from coaddbliss.images import n_images
 from coaddbliss.metrics import RUN_SCHEMA, EvaluateConfig, score_run
 from coaddbliss.parquet import write_table
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
@@ -40,22 +40,12 @@ def main(
     runs = score_run(true, pred, n, config).assign(method=method, d=d, seed=seed)
     write_table(runs, table, RUN_SCHEMA, {"evaluate": evaluate, "catalog": catalog})
     LOG.info(
-        f"{method} d={d} seed={seed}: {n} images, {len(true)} true stars, "
-        f"{len(pred)} detections, {config.bootstrap_replicates} bootstrap replicates, "
-        f"{time.perf_counter() - start:.2f} s"
-    )
+        "%s d=%s seed=%s: %s images, %s true stars, %s detections, %s bootstrap replicates, %.2f s",
+        method, d, seed, n, len(true), len(pred), config.bootstrap_replicates,
+        time.perf_counter() - start,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        main(
-            truth=snakemake.input.truth,
-            cube=snakemake.input.cube,
-            catalog=snakemake.input.catalog,
-            table=snakemake.output.table,
-            # the ablation's runs name their cell in params (train_white/test_physical)
-            method=getattr(snakemake.params, "method", None) or snakemake.wildcards.method,
-            d=int(snakemake.wildcards.d),
-            seed=int(snakemake.wildcards.seed),
-            evaluate=dict(snakemake.params.evaluate),
-        )
+        main(**rule_kwargs(snakemake, d=int, seed=int))

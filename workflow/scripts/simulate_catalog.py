@@ -2,37 +2,40 @@
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 import logging
+from typing import Any
 
 from coaddbliss.catalog import write_catalog
 from coaddbliss.prior import Prior, sample_truth
-from coaddbliss.scripting import rule_job
+from coaddbliss.scripting import rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
 
 
-def main(*, prior: Prior, split: str, seed: int, n_scenes: int, out: str) -> None:
+def main(
+    *,
+    split: str,
+    seed: int,
+    n_scenes: int,
+    prior: dict[str, Any],
+    image: dict[str, Any],
+    truth: str,
+) -> None:
     """Draw `n_scenes` scenes of `split` with `seed`; write the truth catalog."""
-    truth = sample_truth(prior, split, seed, n_scenes)
+    model = Prior.from_config({"prior": prior, "image": image})
+    stars = sample_truth(model, split, seed, n_scenes)
     write_catalog(
+        stars,
         truth,
-        out,
         kind="truth",
-        metadata={"split": split, "seed": seed, "n_images": n_scenes, "prior": vars(prior)},
+        metadata={"split": split, "seed": seed, "n_images": n_scenes, "prior": vars(model)},
     )
     LOG.info(
         "%s seed %d: %d scenes, %d stars (%.3f per scene), %d empty scenes",
-        split, seed, n_scenes, len(truth), len(truth) / n_scenes,
-        n_scenes - truth["image_id"].nunique(),
+        split, seed, n_scenes, len(stars), len(stars) / n_scenes,
+        n_scenes - stars["image_id"].nunique(),
     )  # fmt: skip
 
 
 if __name__ == "__main__":
     with rule_job(snakemake.log[0]):
-        params = snakemake.params
-        main(
-            prior=Prior.from_config({"prior": params.prior, "image": params.image}),
-            split=params.split,
-            seed=int(params.seed),
-            n_scenes=int(params.n_scenes),
-            out=snakemake.output.truth,
-        )
+        main(**rule_kwargs(snakemake, seed=int, n_scenes=int))
