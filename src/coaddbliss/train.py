@@ -10,7 +10,6 @@ best-validation epoch.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import logging
 import math
@@ -38,6 +37,7 @@ from coaddbliss.encoder import (
 from coaddbliss.errors import InputError
 from coaddbliss.images import ImageCubeError, read_cube
 from coaddbliss.sections import from_sections
+from coaddbliss.sources import imported_files
 from coaddbliss.tiles import TileGrid, TileTruth, assign_tiles, augment_images, flip_targets
 from coaddbliss.variational import constrain, favi_loss
 
@@ -128,22 +128,6 @@ def _to_device(t: TileTruth, device: torch.device) -> TileTruth:
     return TileTruth(t.on.to(device), t.loc.to(device), t.log_flux.to(device), t.n_dropped)
 
 
-def _imports(path: Path) -> set[str]:
-    """Module names of the package that the file imports: 'encoder' for coaddbliss.encoder."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and (node.level or node.module):
-            # relative imports are within the package (its modules are flat)
-            base = "coaddbliss" if node.level else node.module
-            names = [base] + [f"{base}.{a.name}" for a in node.names]  # a name may be a module
-        else:
-            continue
-        found |= {n.split(".")[1] for n in names if n.startswith("coaddbliss.")}
-    return found
-
-
 def code_sources(module: str = "train", package_dir: Path | None = None) -> dict[str, str]:
     """sha256 of each library file that coaddbliss.MODULE imports, directly or not (and itself).
 
@@ -151,15 +135,10 @@ def code_sources(module: str = "train", package_dir: Path | None = None) -> dict
     that process imported: file name ('encoder.py') -> hex digest.
     """
     package_dir = package_dir or PACKAGE_DIR
-    todo, hashes = [f"{module}.py", "__init__.py"], {}
-    while todo:
-        name = todo.pop()
-        path = package_dir / name
-        if name in hashes or not path.is_file():
-            continue  # seen, or `from coaddbliss import x` of an attribute, not a module
-        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        todo += [f"{m}.py" for m in _imports(path)]
-    return dict(sorted(hashes.items()))
+    start = package_dir / f"{module}.py"
+    files = imported_files(start, package_dir, ("coaddbliss",)) | {start}
+    files.add(package_dir / "__init__.py")  # importing the module runs the package first
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files)}
 
 
 def _fingerprint(enc: EncoderConfig, cfg: TrainConfig, seed: int, inputs: list[str]) -> dict:

@@ -1,6 +1,5 @@
 # Shared by every stage: config validation, the results root, wildcard constraints, path and
 # code-input helpers, and the targets and input functions of `rule all` and the stages.
-import ast
 import functools
 import os
 import sys
@@ -15,6 +14,7 @@ os.environ.update(
 )
 
 from coaddbliss.config import validate_config  # noqa: E402
+from coaddbliss.sources import imported_files  # noqa: E402
 
 # Stop before any job runs when the config is wrong, naming the key. `config` is config.yaml
 # with any --configfile overlay already merged over it (recursively, by Snakemake).
@@ -76,49 +76,11 @@ def dataset_size(dataset):
 # edit to any of them rerun exactly the rules that run that code, and what depends on them.
 
 
-def _module_file(parts):
-    """The file of module `parts` (('coaddbliss', 'x') -> src/coaddbliss/x.py), or None."""
-    base = SRC.joinpath(*parts)
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _imported_modules(path, package):
-    """Parts of every module a file imports, lazy imports too; relative ones from `package`."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found += [tuple(a.name.split(".")) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level and not package:
-                continue  # a relative import outside the package: not the library
-            base = package[: len(package) - node.level + 1] if node.level else ()
-            target = base + tuple(node.module.split(".") if node.module else ())
-            # `from m import name`: name may be a submodule of m, or just an attribute
-            found += [target] + [target + (a.name,) for a in node.names]
-    return found
-
-
 @functools.cache
 def script_sources(script):
     """src/coaddbliss files that workflow/scripts/SCRIPT imports, directly or not (cwd-relative)."""
-    todo = [(Path(workflow.basedir) / "workflow" / "scripts" / script, ())]
-    seen = set()
-    while todo:
-        path, package = todo.pop()
-        for parts in _imported_modules(path, package):
-            if parts[:1] != ("coaddbliss",):
-                continue
-            # importing a.b.c runs a/__init__.py and a/b/__init__.py first
-            for n in range(1, len(parts) + 1):
-                file = _module_file(parts[:n])
-                if file is not None and file not in seen:
-                    seen.add(file)
-                    is_package = file.name == "__init__.py"
-                    todo.append((file, parts[:n] if is_package else parts[: n - 1]))
-    return sorted(os.path.relpath(f) for f in seen)
+    path = Path(workflow.basedir) / "workflow" / "scripts" / script
+    return sorted(os.path.relpath(f) for f in imported_files(path, SRC / "coaddbliss"))
 
 
 # -- what `rule all` asks for, stage by stage (path templates live in each stage's .smk) ------
