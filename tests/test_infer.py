@@ -5,13 +5,23 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
+from conftest import REPO
 from encoder_data import make_split
 
+from coaddbliss import infer as infer_module
 from coaddbliss.catalog import read_catalog, read_metadata
 from coaddbliss.checkpoint import CheckpointError, load_encoder, save_checkpoint
 from coaddbliss.encoder import EncoderConfig, build_encoder
-from coaddbliss.images import ImageCubeError, write_cube
+from coaddbliss.images import (
+    CubeWriter,
+    ImageCubeError,
+    read_cube,
+    read_extension,
+    write_cube,
+)
 from coaddbliss.infer import InferConfig, infer_catalog
+from coaddbliss.psf import PSF, PSFParams, write_psf_fits
 from coaddbliss.train import TrainConfig
 
 SMALL = EncoderConfig(stem_channels=8, width=16, n_blocks=1)
@@ -141,3 +151,67 @@ def test_wrong_image_shape(tmp_path):
         ImageCubeError, match=r"d5.fits: images are \(64, 64\), expected \(88, 88\)"
     ):
         infer(ckpt, small, tmp_path / "cat.parquet")
+
+
+@pytest.fixture(scope="module")
+def psf_file(tmp_path_factory):
+    params = PSFParams.from_config(yaml.safe_load((REPO / "config.yaml").read_text())["psf"])
+    path = tmp_path_factory.mktemp("psf") / "psf.fits"
+    write_psf_fits(PSF(params), path, stamp_size=89, pixel_scale=0.396)
+    return path
+
+
+def infer_residual(ckpt, cube, out, psf, batch_size):
+    cfg = InferConfig(batch_size=batch_size, threshold=0.5, residual_passes=1)
+    return infer_catalog(checkpoint=str(ckpt), cube=str(cube), out=str(out), infer_config=cfg,
+                         encoder_config=SMALL, seed=11, device=CPU, psf=psf)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dithered_cube(tmp_path_factory, cube):
+    """The test cube with the DITHERS extension a coadd from the simulator has: (7, 5, 2) px."""
+    path = tmp_path_factory.mktemp("dithered") / "d5.fits"
+    images = read_cube(cube).data
+    with CubeWriter(path, n_images=len(images), image_shape=images.shape[1:],
+                    cards={"D": 5, "BKG": 865.0}) as writer:  # fmt: skip
+        writer.write(images)
+        writer.add_image("DITHERS", np.random.default_rng(2).uniform(-0.5, 0.5, (7, 5, 2)))
+    return path
+
+
+def test_residual_passes_give_each_batch_its_own_dithers(
+    tmp_path, dithered_cube, psf_file, monkeypatch
+):
+    """Batch k of the cube is rendered with rows k of DITHERS, numbered from its first image."""
+    seen = []
+
+    def record(predict, images, first_id, catalog, model, **settings):
+        seen.append((first_id, len(images), model.dithers.copy()))
+        return catalog.assign(detection_pass=1)
+
+    monkeypatch.setattr(infer_module, "add_residual_passes", record)
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    cat = infer_residual(ckpt, dithered_cube, tmp_path / "a.parquet", psf_file, 3)
+    dithers = read_extension(dithered_cube, "DITHERS")
+    assert [(first, n) for first, n, _ in seen] == [(0, 3), (3, 3), (6, 1)]
+    for first, n, batch_dithers in seen:
+        assert np.array_equal(batch_dithers, dithers[first : first + n])
+    assert set(cat.detection_pass) == {1}
+    assert read_metadata(tmp_path / "a.parquet")["infer"]["residual_passes"] == 1
+
+
+def test_residual_passes_on_a_coadd_without_dithers_name_the_file(tmp_path, cube, psf_file):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    with pytest.raises(ImageCubeError, match=f"{cube}.*DITHERS"):
+        infer_residual(ckpt, cube, tmp_path / "cat.parquet", psf_file, 100)
+    assert not (tmp_path / "cat.parquet").exists()
+
+
+def test_residual_passes_need_the_psf(tmp_path, cube):
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    with pytest.raises(ValueError, match="PSF"):
+        infer_residual(ckpt, cube, tmp_path / "cat.parquet", None, 100)
+    assert not (tmp_path / "cat.parquet").exists()

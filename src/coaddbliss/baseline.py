@@ -35,7 +35,7 @@ from scipy.signal import fftconvolve
 from threadpoolctl import threadpool_limits
 
 from coaddbliss.errors import InputError
-from coaddbliss.photometry import coadd_blur, fit_stars, psf_kernel, psf_models
+from coaddbliss.photometry import coadd_blur, fit_and_screen, psf_kernel, psf_models
 from coaddbliss.psf import PSF
 from coaddbliss.sections import from_sections
 from coaddbliss.units import from_zero_based
@@ -162,42 +162,6 @@ def _detections(objects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return from_zero_based(objects["x"]), from_zero_based(objects["y"]), objects["cpeak"]
 
 
-def _fit_and_screen(
-    psf: PSF,
-    image: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    snr: np.ndarray,
-    variance: float,
-    blur: tuple[float, float],
-    settings: SepSettings,
-    source_term: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Joint PSF fit of an image's detections, pruned until every star is a real detection.
-
-    Dropped: fits that run away (> 2 px from the detection, off the image) or go negative, and
-    stars whose fitted flux is below `settings.prune_snr` of its standard error: a deblender
-    split of one star, or a residual of an imperfect fit next to a bright star, takes a sliver
-    of flux. One at a time, weakest first, refitting the rest, as blends share their light.
-    """
-    h, w = image.shape
-    while len(x):
-        x_fit, y_fit, flux, err = fit_stars(
-            psf, image, x, y, variance, iterations=settings.fit_iterations, blur=blur,
-            source_term=source_term,
-        )  # fmt: skip
-        lost = (flux <= 0) | (x_fit <= 0) | (x_fit >= w) | (y_fit <= 0) | (y_fit >= h)
-        lost |= (np.abs(x_fit - x) >= 2.0) | (np.abs(y_fit - y) >= 2.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            flux_snr = np.where(lost, -np.inf, flux / err[:, 2])
-        worst = int(np.argmin(flux_snr))
-        if not flux_snr[worst] < settings.prune_snr:
-            return x_fit, y_fit, flux, err, snr
-        keep = np.arange(len(x)) != worst
-        x, y, snr = x[keep], y[keep], snr[keep]
-    return x, y, np.zeros(0), np.zeros((0, 3)), snr
-
-
 @dataclass(frozen=True)
 class CubeSetup:
     """What cataloguing a cube takes besides its pixels: how it was made, SEP's settings."""
@@ -251,10 +215,11 @@ def _catalog_chunk(images: np.ndarray, *, setup: CubeSetup, first_id: int = 0) -
             x, y, flux, snr, err = state[i]
             if len(objects):  # refit only when the pass found something new
                 new_x, new_y, new_snr = _detections(objects)
-                x_fit, y_fit, flux, err, snr = _fit_and_screen(
+                x_fit, y_fit, flux, err, snr = fit_and_screen(
                     psf, sky_subtracted[i], np.concatenate([x, new_x]),
                     np.concatenate([y, new_y]), np.concatenate([snr, new_snr]),
-                    variance, blurs[i], settings, source_term,
+                    variance, blurs[i], iterations=settings.fit_iterations,
+                    prune_snr=settings.prune_snr, source_term=source_term,
                 )  # fmt: skip
                 x, y = x_fit, y_fit
                 state[i] = (x, y, flux, snr, err)

@@ -3,13 +3,15 @@
 A tile is a detection when q(n = 1) > threshold (0.5); its location is the logit-normal median
 sigmoid(mu) (the mode has no closed form), its flux the log-normal median exp(mu). The catalog
 keeps the posterior: `prob`, and the sd of x, y (pixels, by quadrature) and of ln(flux).
+With `residual_passes` > 0 the encoder also searches the image minus the stars it found
+(coaddbliss.residual_passes); `detection_pass` says which pass found each row.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,9 @@ from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
-from coaddbliss.images import cube_batches
+from coaddbliss.images import ImageCubeError, cube_batches, read_extension
+from coaddbliss.psf import read_psf_fits
+from coaddbliss.residual_passes import ImageModel, add_residual_passes
 from coaddbliss.sections import from_sections
 from coaddbliss.tile_merge import merge_adjacent
 from coaddbliss.variational import constrain, logit_normal_moments
@@ -36,6 +40,12 @@ class InferConfig:
     threshold: float = 0.5  # a tile is a detection when q(n = 1) > threshold
     merge_radius: float = 0.0  # adjacent tiles whose stars lie closer (px, both axes) are one
     # star (coaddbliss.tile_merge); 0 = independent tiles, the paper's family
+    residual_passes: int = 0  # searches of the image minus the stars found so far
+    # (coaddbliss.residual_passes); 0 = one look at the image, the paper's
+    residual_exclusion: float = 2.0  # px (both axes): a residual detection this close to an
+    # earlier one is that star again
+    residual_prune_snr: float = 4.0  # a residual detection must keep this flux / sd(flux) in a
+    # joint PSF fit with the stars found before it
 
     @classmethod
     def from_config(cls, infer_config: dict) -> InferConfig:
@@ -118,6 +128,39 @@ def predict_batch(
     })  # fmt: skip
 
 
+def catalog_batch(
+    enc: LoadedEncoder,
+    images: np.ndarray,
+    first_id: int,
+    cfg: InferConfig,
+    device: torch.device,
+    plan: DevicePlan | None = None,
+    model: ImageModel | None = None,
+    subtract_threshold: float | None = None,
+) -> pd.DataFrame:
+    """Catalog rows of images (n, H, W) counts numbered from `first_id`: every detection pass.
+
+    `model` (the PSF, sky and these images' dithers) is needed when `cfg.residual_passes` > 0;
+    residual passes subtract the rows above `subtract_threshold` (None: `cfg.threshold`).
+    """
+
+    def predict(batch: np.ndarray) -> pd.DataFrame:
+        return predict_batch(
+            enc, batch.astype(np.float32), first_id, cfg.threshold, device, plan, cfg.merge_radius
+        )
+
+    rows = predict(images)
+    if cfg.residual_passes == 0:
+        return rows.assign(detection_pass=1)
+    if model is None:
+        raise ValueError("residual passes need the image model (PSF, sky, dithers)")
+    return add_residual_passes(
+        predict, images, first_id, rows, model, passes=cfg.residual_passes,
+        subtract_threshold=cfg.threshold if subtract_threshold is None else subtract_threshold,
+        exclusion=cfg.residual_exclusion, prune_snr=cfg.residual_prune_snr,
+    )  # fmt: skip
+
+
 def infer_catalog(
     *,
     checkpoint: str,
@@ -128,19 +171,37 @@ def infer_catalog(
     seed: int,
     device: torch.device,
     plan: DevicePlan | None = None,
+    psf: str | os.PathLike | None = None,
+    subtract_threshold: float | None = None,
 ) -> pd.DataFrame:
     """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically.
 
     `plan`: autocast of the forward passes; None takes the device's own (plan_for).
+    `psf`: the survey PSF (psf.fits), needed by residual passes; `subtract_threshold`: what
+    they subtract (None: the catalog's own threshold; the candidate catalogs pass the real one).
     """
     enc = load_encoder(checkpoint, device)
     header, n_images, batches = cube_batches(cube, infer_config.batch_size)
     check_compatible(enc, checkpoint, cube, header, encoder_config)
+    model = None
+    if infer_config.residual_passes > 0:
+        if psf is None:
+            raise ValueError("infer.residual_passes > 0 needs the PSF file")
+        dithers = read_extension(cube, "DITHERS") if enc.depth > 1 else None  # (N, d, 2) px
+        if dithers is not None and dithers.shape != (n_images, enc.depth, 2):
+            raise ImageCubeError(
+                f"{cube}: DITHERS extension has shape {dithers.shape}, expected "
+                f"({n_images}, {enc.depth}, 2) for its {n_images} images of depth {enc.depth}"
+            )
+        model = ImageModel(read_psf_fits(psf), enc.background, dithers)
     parts, first = [], 0
     for images in batches:
+        batch_model = model
+        if model is not None and model.dithers is not None:  # this batch's rows of DITHERS
+            batch_model = replace(model, dithers=model.dithers[first : first + len(images)])
         parts.append(
-            predict_batch(
-                enc, images, first, infer_config.threshold, device, plan, infer_config.merge_radius
+            catalog_batch(
+                enc, images, first, infer_config, device, plan, batch_model, subtract_threshold
             )
         )
         first += len(images)

@@ -1,7 +1,9 @@
 """PSF photometry of stars in coadds: unit-flux star models and the joint least-squares fit.
 
 Stars are modelled with the PSF's separable multi-Gaussian expansion, blurred by the coadd's
-bilinear resampling (`coadd_blur`); the SEP baseline (baseline.py) fits them with `fit_stars`.
+bilinear resampling (`coadd_blur`). `fit_stars` fits them jointly; `fit_and_screen` fits and
+prunes what is not a star. The SEP baseline (baseline.py) and the encoder's residual passes
+(residual_passes.py) both screen their detections with it.
 """
 
 from __future__ import annotations
@@ -139,3 +141,43 @@ def fit_stars(
         diag = np.clip(np.diag(cov), 0, None).reshape(3, n)  # rows: x, y, flux
         errors = np.sqrt(diag * star_var[None, :]).T
     return x + c0, y + r0, flux, errors
+
+
+def fit_and_screen(
+    psf: PSF,
+    image: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    tags: np.ndarray,
+    variance: float,
+    blur: tuple[float, float],
+    *,
+    iterations: int,
+    prune_snr: float,
+    source_term: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Joint PSF fit of an image's detections, pruned until every star is a real detection.
+
+    Dropped: fits that run away (> 2 px from the detection, off the image) or go negative, and
+    stars whose fitted flux is below `prune_snr` of its standard error: a deblender split of one
+    star, or a residual of an imperfect fit next to a bright star, takes a sliver of flux. One
+    at a time, weakest first, refitting the rest, as blends share their light. `tags` (S,) ride
+    along with their stars (a detection SNR, an index) and come back for the survivors. Returns
+    x, y, flux, errors (S', 3) of the survivors (as `fit_stars`) and their tags.
+    """
+    h, w = image.shape
+    while len(x):
+        x_fit, y_fit, flux, err = fit_stars(
+            psf, image, x, y, variance, iterations=iterations, blur=blur,
+            source_term=source_term,
+        )  # fmt: skip
+        lost = (flux <= 0) | (x_fit <= 0) | (x_fit >= w) | (y_fit <= 0) | (y_fit >= h)
+        lost |= (np.abs(x_fit - x) >= 2.0) | (np.abs(y_fit - y) >= 2.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            flux_snr = np.where(lost, -np.inf, flux / err[:, 2])
+        worst = int(np.argmin(flux_snr))
+        if not flux_snr[worst] < prune_snr:
+            return x_fit, y_fit, flux, err, tags
+        keep = np.arange(len(x)) != worst
+        x, y, tags = x[keep], y[keep], tags[keep]
+    return x, y, np.zeros(0), np.zeros((0, 3)), tags

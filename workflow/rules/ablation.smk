@@ -55,6 +55,7 @@ use rule infer_catalog as ablation_infer_catalog with:
     input:
         checkpoint=ablation_encoder,
         cube=ablation_test_cube,
+        psf=PSF_FITS,
         code=rules.infer_catalog.input.code,
     output:
         catalog=ABLATION_CATALOG,

@@ -28,6 +28,7 @@ use rule infer_catalog as infer_candidates with:
             **config["infer"],
             "threshold": DIAGNOSTICS["candidate_threshold"],
         },
+        subtract_threshold=config["infer"]["threshold"],  # residual passes subtract detections
 
 
 use rule baseline_sep as sep_candidates with:

@@ -8,6 +8,7 @@ rule infer_catalog:
     input:
         checkpoint=rules.train_encoder.output.checkpoint,
         cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
+        psf=PSF_FITS,  # residual passes render the stars found (infer.residual_passes)
         code=script_sources("infer_catalog.py"),
     output:
         catalog=ENCODER_CATALOG,

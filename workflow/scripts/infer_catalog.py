@@ -21,17 +21,24 @@ def main(
     *,
     checkpoint: str,
     cube: str,
+    psf: str,
     catalog: str,
     encoder_config: EncoderConfig,
     infer_config: InferConfig,
     seed: int,
     device: "torch.device",
+    subtract_threshold: float | None = None,
 ) -> None:
-    """Catalog every test image on the job's `device`; write the predicted `catalog`."""
+    """Catalog every test image on the job's `device`; write the predicted `catalog`.
+
+    `subtract_threshold`: what residual passes subtract, when it is not the catalog's own
+    threshold (rule infer_candidates catalogs below the detection threshold).
+    """
     start = time.perf_counter()
     df = infer_catalog(
         checkpoint=checkpoint, cube=cube, out=catalog, infer_config=infer_config,
-        encoder_config=encoder_config, seed=seed, device=device,
+        encoder_config=encoder_config, seed=seed, device=device, psf=psf,
+        subtract_threshold=subtract_threshold,
     )  # fmt: skip
     LOG.info("%d rows in %.1f s", len(df), time.perf_counter() - start)
 

@@ -1,0 +1,152 @@
+"""Residual detection passes: stars a brighter neighbour hid from the encoder (docs/method.md §5).
+
+A faint star a few pixels from a bright one sits in the bright star's light; the encoder, which
+decides each tile once, misses many of them (docs/encoder.md). Classical pipelines find them by
+subtracting what they found and searching again; so does this, with the encoder as the detector:
+
+1. pass 1 is the encoder's catalog of the image;
+2. each later pass subtracts the expected image of every star found so far with q(n = 1) above
+   the catalog threshold (coadd_model.expected_image: the simulator's own rendering, dithers and
+   weights) and runs the encoder on the residual;
+3. a new detection is kept only if no earlier detection lies within `exclusion` px on both axes
+   (the same star, seen again where its subtraction was imperfect), and if it survives a joint PSF
+   fit of the image with the stars found so far (photometry.fit_and_screen): its fitted flux is
+   at least `prune_snr` standard errors. The fit gives a ghost that an imperfect subtraction left
+   next to a bright star back to that star, and the ghost's flux falls below the screen.
+
+Every kept row keeps the encoder's posterior from the pass that found it: `detection_pass` says
+which (1: the image itself). This module knows nothing of torch: `predict` is a callable that
+catalogs a batch of images (infer.predict_batch in the workflow, a stand-in in the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from coaddbliss.coadd_model import expected_image
+from coaddbliss.photometry import coadd_blur, fit_and_screen
+from coaddbliss.psf import PSF
+
+#: Gauss-Newton steps of the screening fit in (x, y, flux): the SEP baseline's default.
+FIT_ITERATIONS = 2
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    """What rendering a batch's catalog takes: the PSF, the sky, each image's dithers."""
+
+    psf: PSF  # the survey PSF of one exposure (results/{name}/psf.fits)
+    background: float  # sky B per pixel per exposure, counts
+    dithers: np.ndarray | None  # (n, d, 2) px for coadds (the cube's DITHERS rows); None: d = 1
+
+    def image_dithers(self, i: int) -> np.ndarray | None:
+        return None if self.dithers is None else self.dithers[i]
+
+    def pixel_variance(self) -> float:
+        """Sky variance of one coadd pixel, B / d counts²: the fit's white-noise level.
+
+        Resampling averages neighbouring pixels, so the true pixel variance is lower (and
+        correlated): B / d errs on the strict side of the screen.
+        """
+        depth = 1 if self.dithers is None else self.dithers.shape[1]
+        return self.background / depth
+
+
+def near_earlier(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> np.ndarray:
+    """(len(new),) bool: a row of `old` in the same image lies within `radius` px on both axes."""
+    if len(new) == 0 or len(old) == 0:
+        return np.zeros(len(new), dtype=bool)
+    pairs = pd.merge(
+        new[["image_id", "x", "y"]].reset_index(drop=True).reset_index(names="row"),
+        old[["image_id", "x", "y"]], on="image_id", suffixes=("", "_old"),
+    )  # fmt: skip
+    close = (np.abs(pairs.x - pairs.x_old) < radius) & (np.abs(pairs.y - pairs.y_old) < radius)
+    hit = np.zeros(len(new), dtype=bool)
+    hit[pairs.row[close].to_numpy()] = True
+    return hit
+
+
+def residual_images(
+    images: np.ndarray, first_id: int, found: pd.DataFrame, model: ImageModel
+) -> np.ndarray:
+    """(n, H, W) images (counts, sky kept) minus the expected image of the `found` stars."""
+    residual = np.asarray(images, dtype=np.float64).copy()
+    for image_id, stars in found.groupby("image_id"):
+        i = int(image_id) - first_id
+        residual[i] -= expected_image(
+            model.psf, stars.x.to_numpy(), stars.y.to_numpy(), stars.flux.to_numpy(),
+            size=residual.shape[-1], background=model.background,
+            dithers=model.image_dithers(i),
+        )  # fmt: skip
+    return residual
+
+
+def screen(
+    images: np.ndarray,
+    first_id: int,
+    found: pd.DataFrame,
+    new: pd.DataFrame,
+    model: ImageModel,
+    prune_snr: float,
+) -> np.ndarray:
+    """(len(new),) bool: the new detections that survive a joint PSF fit with the `found` stars."""
+    keep = np.zeros(len(new), dtype=bool)
+    found_by_image = dict(tuple(found.groupby("image_id")))
+    new_image = new.image_id.to_numpy()
+    variance = model.pixel_variance()
+    for image_id in np.unique(new_image):
+        i = int(image_id) - first_id
+        rows = np.flatnonzero(new_image == image_id)
+        old = found_by_image.get(image_id, found.iloc[:0])
+        x = np.concatenate([old.x.to_numpy(), new.x.to_numpy()[rows]])
+        y = np.concatenate([old.y.to_numpy(), new.y.to_numpy()[rows]])
+        tags = np.concatenate([np.full(len(old), -1), np.arange(len(rows))])  # -1: found before
+        dithers = model.image_dithers(i)
+        blur = coadd_blur(dithers, 1 if dithers is None else len(dithers))
+        *_, survivors = fit_and_screen(
+            model.psf, np.asarray(images[i], dtype=np.float64) - model.background, x, y, tags,
+            variance, blur, iterations=FIT_ITERATIONS, prune_snr=prune_snr,
+        )  # fmt: skip
+        keep[rows[survivors[survivors >= 0]]] = True
+    return keep
+
+
+def add_residual_passes(
+    predict: Callable[[np.ndarray], pd.DataFrame],
+    images: np.ndarray,
+    first_id: int,
+    catalog: pd.DataFrame,
+    model: ImageModel,
+    *,
+    passes: int,
+    subtract_threshold: float,
+    exclusion: float,
+    prune_snr: float,
+) -> pd.DataFrame:
+    """`catalog` (pass 1, of `images` numbered from `first_id`) plus `passes` residual passes.
+
+    `predict(images)` catalogs (n, H, W) images with the same numbering and output threshold as
+    pass 1. Only rows with `prob` > `subtract_threshold` (the catalog threshold) are subtracted;
+    a new row must be farther than `exclusion` px from every earlier row, subtracted or not.
+    Returns the rows of every pass, with a `detection_pass` column (1, 2, ...).
+    """
+    catalog = catalog.assign(detection_pass=1)
+    for k in range(passes):
+        found = catalog[catalog.prob > subtract_threshold]
+        # one BLAS thread: these many tiny matrix products run ~100x slower when BLAS threads
+        # contend for the cores (the encoder's torch threads are not limited)
+        with threadpool_limits(1, user_api="blas"):
+            residual = residual_images(images, first_id, found, model)
+        new = predict(residual)
+        new = new[~near_earlier(new, catalog, exclusion)]
+        with threadpool_limits(1, user_api="blas"):
+            new = new[screen(images, first_id, found, new, model, prune_snr)]
+        if len(new) == 0:
+            break
+        catalog = pd.concat([catalog, new.assign(detection_pass=k + 2)], ignore_index=True)
+    return catalog.sort_values(["image_id", "detection_pass"], kind="stable", ignore_index=True)
