@@ -22,6 +22,7 @@ catalogs a batch of images (infer.predict_batch in the workflow, a stand-in in t
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,17 +73,31 @@ def near_earlier(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> np.ndar
 
 
 def residual_images(
-    images: np.ndarray, first_id: int, found: pd.DataFrame, model: ImageModel
+    images: np.ndarray, first_id: int, found: pd.DataFrame, model: ImageModel, workers: int = 2
 ) -> np.ndarray:
-    """(n, H, W) images (counts, sky kept) minus the expected image of the `found` stars."""
+    """(n, H, W) images (counts, sky kept) minus the expected image of the `found` stars.
+
+    Images are rendered on `workers` threads: numpy releases the GIL in its exponentials and
+    matrix products, and rendering is most of a residual pass's cost.
+    """
     residual = np.asarray(images, dtype=np.float64).copy()
-    for image_id, stars in found.groupby("image_id"):
-        i = int(image_id) - first_id
-        residual[i] -= expected_image(
-            model.psf, stars.x.to_numpy(), stars.y.to_numpy(), stars.flux.to_numpy(),
-            size=residual.shape[-1], background=model.background,
-            dithers=model.image_dithers(i),
-        )  # fmt: skip
+    order = np.argsort(found.image_id.to_numpy(), kind="stable")
+    ids = found.image_id.to_numpy()[order] - first_id
+    x, y, flux = (found[c].to_numpy()[order] for c in ("x", "y", "flux"))
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    bounds = list(zip(starts, np.r_[starts[1:], len(ids)], strict=True))
+
+    def subtract(chunk: list[tuple[int, int]]) -> None:
+        for a, b in chunk:
+            i = int(ids[a])
+            residual[i] -= expected_image(
+                model.psf, x[a:b], y[a:b], flux[a:b], size=residual.shape[-1],
+                background=model.background, dithers=model.image_dithers(i),
+            )  # fmt: skip
+
+    chunks = [bounds[k::workers] for k in range(workers)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(subtract, chunks))
     return residual
 
 
