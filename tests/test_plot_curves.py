@@ -26,6 +26,13 @@ def test_reliability_and_bayes_figures():
                         "fraction_matched": [None, 0.9]})  # fmt: skip
     fig = reliability_figure(rel)
     assert len(fig.axes) == 2  # reliability above, counts below
+    # the 10-detection bin is below RELIABLE_DETECTIONS: drawn with an open marker only
+    marks = [ln for ln in fig.axes[0].lines if ln.get_marker() == "o" and len(ln.get_xdata())]
+    assert [(list(ln.get_xdata()), ln.get_markerfacecolor()) for ln in marks] == [([0.95], "none")]
+    rel.loc[1, ["n_detected", "n_matched"]] = [400, 360]
+    marks = [ln for ln in reliability_figure(rel).axes[0].lines
+             if ln.get_marker() == "o" and len(ln.get_xdata())]  # fmt: skip
+    assert len(marks) == 1 and marks[0].get_markerfacecolor() != "none"
     bayes = pd.DataFrame({"d": [1, 1, 5, 5], "mag_lo": [20.0, 20.2] * 2, "mag_hi": [20.2, 20.4] * 2,
                           "residual_median": 0.0, "residual_q25": -0.01, "residual_q75": 0.01,
                           "crb": 0.02})  # fmt: skip

@@ -108,9 +108,15 @@ def curves_figure(
     return fig
 
 
+#: Detections a prob bin needs before its matched fraction is judged (docs/diagnostics.md):
+#: the binomial sd of a fraction near 0.9 is then <= 3 points. Bins with fewer are drawn open.
+RELIABLE_DETECTIONS = 100
+
+
 def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Reliability diagram per d: fraction of detections matching a star against their mean
-    predicted prob (top) and the detections per prob bin (bottom, log scale)."""
+    predicted prob (top; open markers: bins of < RELIABLE_DETECTIONS detections) and the
+    detections per prob bin (bottom, log scale)."""
     depths = sorted(reliability["d"].unique())
     ranges = _ranges(reliability)
     colors = _method_colors(style.palette)
@@ -127,7 +133,13 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
                     for _, run in _runs(reliability, d, method, lo, hi):
                         run = run[run["n_detected"] > 0]
                         top.plot(run["mean_prob"], run["fraction_matched"], ls=ls,
-                                 color=colors[method], marker="o", ms=3)  # fmt: skip
+                                 color=colors[method])  # fmt: skip
+                        # filled: a bin with enough detections to judge; open: too few
+                        sparse = run["n_detected"] < RELIABLE_DETECTIONS
+                        for few, face in ((False, colors[method]), (True, "none")):
+                            part = run[sparse == few]
+                            top.plot(part["mean_prob"], part["fraction_matched"], ls="",
+                                     marker="o", ms=3, mec=colors[method], mfc=face)  # fmt: skip
                         centres = 0.5 * (run["prob_lo"] + run["prob_hi"])
                         bottom.plot(centres, run["n_detected"], ls=ls, color=colors[method],
                                     drawstyle="steps-mid")  # fmt: skip
@@ -145,6 +157,8 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
             Line2D([], [], color="grey", ls=ls, label=_range_text(lo, hi) + " (estimated)")
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False)
         ]
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey",
+                              label=f"< {RELIABLE_DETECTIONS} detections"))  # fmt: skip
         fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     return fig
 
