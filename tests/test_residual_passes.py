@@ -15,7 +15,12 @@ from scipy.signal import fftconvolve
 from coaddbliss.coadd_model import expected_image
 from coaddbliss.photometry import fit_stars, psf_kernel
 from coaddbliss.psf import PSF, PSFParams
-from coaddbliss.residual_passes import ImageModel, add_residual_passes, near_earlier
+from coaddbliss.residual_passes import (
+    ImageModel,
+    add_residual_passes,
+    near_earlier,
+    residual_images,
+)
 from coaddbliss.simulate import SimSettings, simulate_scene
 
 B = 865.0
@@ -144,6 +149,16 @@ def test_the_screen_drops_the_ghost_of_an_imperfect_subtraction(psf, blend):
     unscreened = run_passes(psf, one_star, pass1, exclusion=0.0, prune_snr=0.0)
     assert len(unscreened) == 2  # the ghost, kept when nothing screens it
     assert len(run_passes(psf, one_star, pass1, exclusion=0.0)) == 1
+
+
+def test_nothing_found_leaves_the_images_as_they_are(psf, blend):
+    """A batch where pass 1 found nothing (blank sky, or all below the threshold)."""
+    images, dithers, *_ = blend
+    none = pd.DataFrame(columns=["image_id", "x", "y", "flux", "prob"])
+    residual = residual_images(images, 0, none, ImageModel(psf, B, dithers))
+    assert np.array_equal(residual, images.astype(np.float64))
+    catalog = run_passes(psf, blend, none.astype({"image_id": "int64"}))
+    assert list(catalog.detection_pass) == [2]  # the bright star, found on the "residual"
 
 
 def test_a_residual_detection_near_an_earlier_one_is_that_star_again():

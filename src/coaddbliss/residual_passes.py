@@ -81,10 +81,12 @@ def residual_images(
     matrix products, and rendering is most of a residual pass's cost.
     """
     residual = np.asarray(images, dtype=np.float64).copy()
+    if len(found) == 0:
+        return residual
     order = np.argsort(found.image_id.to_numpy(), kind="stable")
     ids = found.image_id.to_numpy()[order] - first_id
     x, y, flux = (found[c].to_numpy()[order] for c in ("x", "y", "flux"))
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # each image's first star
     bounds = list(zip(starts, np.r_[starts[1:], len(ids)], strict=True))
 
     def subtract(chunk: list[tuple[int, int]]) -> None:
