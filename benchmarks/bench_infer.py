@@ -36,9 +36,7 @@ def bench_cube(enc: LoadedEncoder, args: argparse.Namespace) -> None:
         start, cpu_start, rows = time.perf_counter(), time.process_time(), 0
         for a in range(0, len(images), args.batch):
             b = a + args.batch
-            batch_model = model if dithers is None else ImageModel(model.psf, model.background,
-                                                                   dithers[a:b])  # fmt: skip
-            rows += len(catalog_batch(enc, images[a:b], a, cfg, cpu, None, batch_model))
+            rows += len(catalog_batch(enc, images[a:b], a, cfg, cpu, None, model.rows(a, b)))
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         print(f"residual_passes {passes}: {len(images) / wall:.0f} images/s wall, "
               f"{len(images) / cpu_s * args.threads:.0f} on {args.threads} idle cores "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,13 @@ def catalog_batch(
 
     def predict(batch: np.ndarray) -> pd.DataFrame:
         return predict_batch(
-            enc, batch.astype(np.float32), first_id, cfg.threshold, device, plan, cfg.merge_radius
+            enc,
+            np.asarray(batch, dtype=np.float32),
+            first_id,
+            cfg.threshold,
+            device,
+            plan,
+            cfg.merge_radius,
         )
 
     rows = predict(images)
@@ -196,9 +202,7 @@ def infer_catalog(
         model = ImageModel(read_psf_fits(psf), enc.background, dithers)
     parts, first = [], 0
     for images in batches:
-        batch_model = model
-        if model is not None and model.dithers is not None:  # this batch's rows of DITHERS
-            batch_model = replace(model, dithers=model.dithers[first : first + len(images)])
+        batch_model = None if model is None else model.rows(first, first + len(images))
         parts.append(
             catalog_batch(
                 enc, images, first, infer_config, device, plan, batch_model, subtract_threshold

@@ -45,6 +45,12 @@ class ImageModel:
     background: float  # sky B per pixel per exposure, counts
     dithers: np.ndarray | None  # (n, d, 2) px for coadds (the cube's DITHERS rows); None: d = 1
 
+    def rows(self, start: int, stop: int) -> ImageModel:
+        """The model of images start..stop of the cube: the same but for their dithers."""
+        if self.dithers is None:
+            return self
+        return ImageModel(self.psf, self.background, self.dithers[start:stop])
+
     def image_dithers(self, i: int) -> np.ndarray | None:
         return None if self.dithers is None else self.dithers[i]
 
