@@ -1,6 +1,7 @@
 """Training: checkpoint contents, CPU determinism, device choice and plan, kill-and-resume,
 resume refused across code changes."""
 
+import copy
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import pytest
 import torch
 from encoder_data import make_split
 
+import coaddbliss.device as device_module
 import coaddbliss.train as train_module
 from coaddbliss.device import CPU_PLAN, CUDA_PLAN, DevicePlan, choose_device, plan_for
 from coaddbliss.encoder import EncoderConfig, build_encoder
@@ -252,9 +254,29 @@ def test_retry_log_keeps_the_killed_attempts_log(data, tmp_path, monkeypatch, ca
 # ---- the GPU's code path (resident data, bf16 autocast), run on the CPU -----------------------
 
 
-def test_device_plans():
-    assert plan_for(torch.device("cpu")) == CPU_PLAN == DevicePlan(False, None)  # fp32, fast
-    assert plan_for(torch.device("cuda")) == CUDA_PLAN == DevicePlan(True, torch.bfloat16)
+def test_device_plans(monkeypatch, caplog):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert plan_for(cpu) == CPU_PLAN == DevicePlan(False, None, channels_last=True)  # fp32
+    assert plan_for(cuda) == CUDA_PLAN == DevicePlan(True, torch.bfloat16, channels_last=True)
+    assert plan_for(cuda, cpu_bf16=True) == CUDA_PLAN  # the key is about CPUs only
+    monkeypatch.setattr(device_module, "native_cpu_bf16", lambda: True)
+    assert plan_for(cpu, cpu_bf16=True) == DevicePlan(False, torch.bfloat16, channels_last=True)
+    monkeypatch.setattr(device_module, "native_cpu_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="coaddbliss"):
+        assert plan_for(cpu, cpu_bf16=True) == CPU_PLAN  # emulated bf16 would be slower
+    assert "no native bf16" in caplog.text
+
+
+def test_plan_forward_is_the_model_in_another_layout():
+    """Channels-last is a memory layout, not a different computation: the same outputs as the
+    plain NCHW forward pass to float rounding, and an NCHW-sized output either way."""
+    model = build_encoder(SMALL, seed=3).eval()
+    x = torch.randn(4, 1, 56, 56, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        plain = model(x)
+        last = CPU_PLAN.forward(CPU_PLAN.prepare(copy.deepcopy(model)), x)
+    assert last.shape == plain.shape
+    torch.testing.assert_close(last, plain, rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,7 @@ class TrainConfig:
     augment: bool = True  # random flips/transposes per batch (exact symmetries of the prior)
     lr_schedule: str = "constant"  # constant (the paper) | cosine (decay to 0 over all steps)
     eval_batch_size: int = 512  # images per validation forward pass (memory bound only)
+    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (device.plan_for); else fp32
 
     def __post_init__(self):
         if self.lr_schedule not in ("constant", "cosine"):
@@ -117,8 +118,7 @@ def evaluate_loss(model: Encoder, split: Split, device: torch.device, batch_size
             idx = torch.arange(a, min(a + batch_size, len(split.x)))
             x = split.x[idx].to(device, non_blocking=True)
             truth = _to_device(split.truth.subset(idx), device)
-            with plan.autocast(device):
-                raw = model(x)
+            raw = plan.forward(model, x)
             params = constrain(raw, model.config.flux_offset)  # fp32 (constrain casts)
             total += float(favi_loss(params, truth)) * len(idx)
     return total / len(split.x)
@@ -213,7 +213,8 @@ def train_encoder(
 ) -> pd.DataFrame:
     """Train, validate every epoch, write the best checkpoint and the history; return it.
 
-    `plan`: data placement and autocast; None takes the device's own (plan_for).
+    `plan`: data placement, layout and autocast; None takes the device's own
+    (plan_for, with `train_config.cpu_bf16`).
     """
     ckpt_path = Path(checkpoint)
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +228,7 @@ def train_encoder(
             train_cube=train_cube, train_truth=train_truth, val_cube=val_cube,
             val_truth=val_truth, checkpoint=checkpoint, history=history,
             encoder_config=encoder_config, train_config=train_config, seed=seed,
-            device=device, plan=plan or plan_for(device),
+            device=device, plan=plan or plan_for(device, train_config.cpu_bf16),
         )  # fmt: skip
     finally:
         lib_log.removeHandler(handler)
@@ -260,16 +261,17 @@ def _train(*, train_cube: str, train_truth: str, val_cube: str, val_truth: str, 
                       train.background)  # fmt: skip
 
     def fresh() -> tuple[Encoder, torch.optim.Optimizer, torch.Generator]:
-        model = build_encoder(encoder_config, seed).to(device)
+        model = plan.prepare(build_encoder(encoder_config, seed).to(device))
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
         return model, optimizer, torch.Generator().manual_seed(int(seed))  # shuffles, flips
 
     model, optimizer, generator = fresh()
     log.info("encoder: %d parameters; Adam lr %g (%s), batch %d, %d epochs, augment %s; "
-             "data %s, autocast %s", n_parameters(model), cfg.learning_rate, cfg.lr_schedule,
+             "data %s, autocast %s, %s", n_parameters(model), cfg.learning_rate, cfg.lr_schedule,
              cfg.batch_size, cfg.epochs, cfg.augment,
              f"resident on {device.type}" if plan.resident else "copied per batch",
-             plan.amp_dtype or "off (fp32)")  # fmt: skip
+             plan.amp_dtype or "off (fp32)",
+             "channels-last" if plan.channels_last else "NCHW")  # fmt: skip
 
     fingerprint = _fingerprint(
         encoder_config, cfg, seed, [train_cube, train_truth, val_cube, val_truth]
@@ -312,8 +314,7 @@ def _train(*, train_cube: str, train_truth: str, val_cube: str, val_truth: str, 
                 fx, fy, tr = (bool(v) for v in flips[b])
                 x, truth = augment_images(x, fx, fy, tr), flip_targets(truth, fx, fy, tr)
             x, truth = x.to(device, non_blocking=True), _to_device(truth, device)
-            with plan.autocast(device):
-                raw = model(x)
+            raw = plan.forward(model, x)
             loss = favi_loss(constrain(raw, encoder_config.flux_offset), truth)
             step = (epoch - 1) * steps_per_epoch + b  # stateless schedule: resumes exactly
             for group in optimizer.param_groups:
