@@ -4,13 +4,15 @@ Usage: python benchmarks/bench_infer.py [checkpoint] [--threads 2] [--images 500
        python benchmarks/bench_infer.py CHECKPOINT --cube TEST.fits --psf PSF.fits
 Without a checkpoint a freshly initialized encoder of the default config is timed on blank sky.
 With --cube it catalogs the cube's first images (real stars) twice, side by side: one look
-(infer.residual_passes 0) and with one residual pass (tile merging 1.5 px in both).
+(infer.residual_passes 0), and with one residual pass rendered over the whole frame and over the
+encoder's crop only (infer.image_model's window); tile merging 1.5 px in all three.
 """
 
 import coaddbliss  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 
 # isort: split
 import argparse
+import dataclasses
 import os
 import time
 
@@ -19,26 +21,26 @@ import torch
 
 from coaddbliss.checkpoint import LoadedEncoder, load_encoder
 from coaddbliss.encoder import EncoderConfig, build_encoder
-from coaddbliss.images import read_cube, read_extension
-from coaddbliss.infer import InferConfig, catalog_batch, predict_batch
-from coaddbliss.psf import read_psf_fits
-from coaddbliss.residual_passes import ImageModel
+from coaddbliss.images import read_cube
+from coaddbliss.infer import InferConfig, catalog_batch, image_model, predict_batch
 
 
 def bench_cube(enc: LoadedEncoder, args: argparse.Namespace) -> None:
-    """Images/s of catalog_batch on real images: no residual pass, then one."""
-    images = read_cube(args.cube).data[: args.images]
-    dithers = read_extension(args.cube, "DITHERS")[: args.images] if enc.depth > 1 else None
-    model = ImageModel(read_psf_fits(args.psf), enc.background, dithers)
+    """Images/s of catalog_batch on real images: no residual pass, then one (two windows)."""
+    cube = read_cube(args.cube)
+    images = cube.data[: args.images]
+    cropped = image_model(enc, args.psf, args.cube, len(cube.data)).rows(0, args.images)
+    whole = dataclasses.replace(cropped, window=None)
     cpu = torch.device("cpu")
-    for passes in (0, 1):
+    for passes, model, what in ((0, cropped, ""), (1, whole, ", whole frame"),
+                                (1, cropped, ", encoder's crop")):  # fmt: skip
         cfg = InferConfig(batch_size=args.batch, merge_radius=1.5, residual_passes=passes)
         start, cpu_start, rows = time.perf_counter(), time.process_time(), 0
         for a in range(0, len(images), args.batch):
             b = a + args.batch
             rows += len(catalog_batch(enc, images[a:b], a, cfg, cpu, None, model.rows(a, b)))
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-        print(f"residual_passes {passes}: {len(images) / wall:.0f} images/s wall, "
+        print(f"residual_passes {passes}{what}: {len(images) / wall:.0f} images/s wall, "
               f"{len(images) / cpu_s * args.threads:.0f} on {args.threads} idle cores "
               f"({rows} rows, {len(images)} images of {args.cube})")  # fmt: skip
 

@@ -78,6 +78,37 @@ def test_expected_image_refuses_dithers_it_cannot_render(psf):
                        dithers=np.full((3, 2), 1.5))  # fmt: skip
 
 
+@pytest.mark.parametrize("depth", [1, 5])
+def test_a_window_is_that_part_of_the_whole_image(psf, depth):
+    """Rendering only the encoder's crop gives the same pixels as cutting them from the whole
+    frame: stars inside, on the edge and outside the window (whose wings reach into it)."""
+    x, y = np.array([44.3, 16.2, 80.0]), np.array([41.8, 30.0, 75.5])
+    flux = np.array([5e4, 3e3, 2e5])
+    dithers = None if depth == 1 else np.random.default_rng(2).uniform(-0.5, 0.5, (depth, 2))
+    whole = expected_image(psf, x, y, flux, size=SIZE, background=B, dithers=dithers)
+    part = expected_image(psf, x, y, flux, size=SIZE, background=B, dithers=dithers,
+                          window=(16, 72))  # fmt: skip
+    assert part.shape == (56, 56)
+    np.testing.assert_allclose(part, whole[16:72, 16:72], rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="window"):
+        expected_image(psf, x, y, flux, size=SIZE, background=B, dithers=dithers,
+                       window=(60, 100))  # fmt: skip
+
+
+def test_windowed_residuals_change_only_the_window(psf, blend):
+    images, dithers, x, y, flux = blend
+    found = pd.DataFrame(dict(image_id=[0, 0], x=x, y=y, flux=flux))
+    whole = residual_images(images, 0, found, ImageModel(psf, B, dithers))
+    part = residual_images(images, 0, found, ImageModel(psf, B, dithers, window=(16, 72)))
+    np.testing.assert_allclose(part[:, 16:72, 16:72], whole[:, 16:72, 16:72], atol=1e-8)
+    outside = np.ones(images.shape[1:], dtype=bool)
+    outside[16:72, 16:72] = False
+    assert np.array_equal(part[:, outside], images[:, outside].astype(np.float64))
+    # and the subtraction did happen: the bright star's core is gone from the window
+    core = np.s_[0, 40:48, 40:48]
+    assert np.abs(part[core] - B).max() < 0.05 * np.abs(images[core] - B).max()
+
+
 # -- the passes --------------------------------------------------------------------------------
 def brightest_star_detector(psf: PSF, dithers: np.ndarray | None):
     """A stand-in encoder that sees one star per image: the matched filter's highest peak.

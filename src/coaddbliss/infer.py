@@ -102,9 +102,7 @@ def predict_batch(
     with torch.inference_mode():
         x = torch.from_numpy(images).to(device)
         x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
-        x = x.contiguous(memory_format=torch.channels_last)
-        with plan.autocast(device):
-            raw = model(x)
+        raw = plan.forward(model, x)  # channels-last, like the loaded model (checkpoint.py)
         p = constrain(raw, cfg.flux_offset)  # fp32 (constrain casts)
     prob = p.prob.cpu().numpy().astype(np.float64)  # (n, K, K)
     all_mu = p.loc_mu.cpu().numpy().astype(np.float64)  # (n, K, K, 2)
@@ -167,6 +165,22 @@ def catalog_batch(
     )  # fmt: skip
 
 
+def image_model(
+    enc: LoadedEncoder, psf: str | os.PathLike, cube: str | os.PathLike, n_images: int
+) -> ImageModel:
+    """What residual passes render with for `cube`'s images: the PSF, the sky, each image's
+    dithers (its DITHERS extension, d > 1), and the encoder's crop as the window."""
+    dithers = read_extension(cube, "DITHERS") if enc.depth > 1 else None  # (N, d, 2) px
+    if dithers is not None and dithers.shape != (n_images, enc.depth, 2):
+        raise ImageCubeError(
+            f"{cube}: DITHERS extension has shape {dithers.shape}, expected "
+            f"({n_images}, {enc.depth}, 2) for its {n_images} images of depth {enc.depth}"
+        )
+    ec = enc.model.config  # residuals are needed only where the encoder reads the image
+    crop = (ec.source_lo - ec.margin, ec.source_hi + ec.margin)
+    return ImageModel(read_psf_fits(psf), enc.background, dithers, window=crop)
+
+
 def infer_catalog(
     *,
     checkpoint: str,
@@ -193,13 +207,7 @@ def infer_catalog(
     if infer_config.residual_passes > 0:
         if psf is None:
             raise ValueError("infer.residual_passes > 0 needs the PSF file")
-        dithers = read_extension(cube, "DITHERS") if enc.depth > 1 else None  # (N, d, 2) px
-        if dithers is not None and dithers.shape != (n_images, enc.depth, 2):
-            raise ImageCubeError(
-                f"{cube}: DITHERS extension has shape {dithers.shape}, expected "
-                f"({n_images}, {enc.depth}, 2) for its {n_images} images of depth {enc.depth}"
-            )
-        model = ImageModel(read_psf_fits(psf), enc.background, dithers)
+        model = image_model(enc, psf, cube, n_images)
     parts, first = [], 0
     for images in batches:
         batch_model = None if model is None else model.rows(first, first + len(images))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -39,17 +39,21 @@ FIT_ITERATIONS = 2
 
 @dataclass(frozen=True)
 class ImageModel:
-    """What rendering a batch's catalog takes: the PSF, the sky, each image's dithers."""
+    """What rendering a batch's catalog takes: the PSF, the sky, each image's dithers, and the
+    part of the frame the detector reads."""
 
     psf: PSF  # the survey PSF of one exposure (results/{name}/psf.fits)
     background: float  # sky B per pixel per exposure, counts
     dithers: np.ndarray | None  # (n, d, 2) px for coadds (the cube's DITHERS rows); None: d = 1
+    # (lo, hi) px: residuals are computed in the frame pixels [lo, hi)² only, the encoder's crop
+    # (pixels outside it keep the image's values); None: the whole frame
+    window: tuple[int, int] | None = None
 
     def rows(self, start: int, stop: int) -> ImageModel:
         """The model of images start..stop of the cube: the same but for their dithers."""
         if self.dithers is None:
             return self
-        return ImageModel(self.psf, self.background, self.dithers[start:stop])
+        return replace(self, dithers=self.dithers[start:stop])
 
     def image_dithers(self, i: int) -> np.ndarray | None:
         return None if self.dithers is None else self.dithers[i]
@@ -81,7 +85,8 @@ def near_earlier(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> np.ndar
 def residual_images(
     images: np.ndarray, first_id: int, found: pd.DataFrame, model: ImageModel, workers: int = 2
 ) -> np.ndarray:
-    """(n, H, W) images (counts, sky kept) minus the expected image of the `found` stars.
+    """(n, H, W) images (counts, sky kept) minus the expected image of the `found` stars, in
+    `model.window` (elsewhere the images' own values).
 
     Images are rendered on `workers` threads: numpy releases the GIL in its exponentials and
     matrix products, and rendering is most of a residual pass's cost.
@@ -94,13 +99,14 @@ def residual_images(
     x, y, flux = (found[c].to_numpy()[order] for c in ("x", "y", "flux"))
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # each image's first star
     bounds = list(zip(starts, np.r_[starts[1:], len(ids)], strict=True))
+    lo, hi = model.window or (0, residual.shape[-1])
 
     def subtract(chunk: list[tuple[int, int]]) -> None:
         for a, b in chunk:
             i = int(ids[a])
-            residual[i] -= expected_image(
+            residual[i, lo:hi, lo:hi] -= expected_image(
                 model.psf, x[a:b], y[a:b], flux[a:b], size=residual.shape[-1],
-                background=model.background, dithers=model.image_dithers(i),
+                background=model.background, dithers=model.image_dithers(i), window=(lo, hi),
             )  # fmt: skip
 
     chunks = [bounds[k::workers] for k in range(workers)]
