@@ -59,10 +59,26 @@ def test_config_checks_and_size():
     assert 50_000 < n_parameters(Encoder(EncoderConfig(stem_channels=16))) < 400_000
 
 
-def test_fused_inference_model_gives_the_same_outputs():
+def test_square_channel_marks_the_source_square_of_the_frame():
+    """The second input channel is 1 exactly on the frame's source square [24, 64)², 0 on the
+    margin, whatever the batch; it adds only the first conv's weights for 4 more inputs."""
+    plain, marked = (Encoder(EncoderConfig(square_channel=s)) for s in (False, True))
+    square = marked.square[0, 0]  # (56, 56): crop pixel i is frame pixel 16 + i
+    frame = torch.arange(56) + 16
+    inside = (frame >= 24) & (frame < 64)
+    assert torch.equal(square, (inside[:, None] & inside[None, :]).float())
+    stem = EncoderConfig().stem_channels
+    assert n_parameters(marked) - n_parameters(plain) == 4 * stem * 3 * 3  # 4 unshuffled inputs
+    x = torch.randn(3, 1, 56, 56)
+    assert marked.eval()(x).shape == (3, 7, 10, 10)
+    assert "square" not in marked.state_dict()  # rebuilt from the config, not stored
+
+
+@pytest.mark.parametrize("square_channel", [False, True])
+def test_fused_inference_model_gives_the_same_outputs(square_channel):
     from coaddbliss.encoder import fuse_for_inference
 
-    model = build_encoder(EncoderConfig(), 0)
+    model = build_encoder(EncoderConfig(square_channel=square_channel), 0)
     g = torch.Generator().manual_seed(2)
     # give the BatchNorms non-trivial statistics, as after training
     model.train()

@@ -1,5 +1,6 @@
 """Inference: catalog columns from known network outputs, batching, and clear errors."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -124,6 +125,21 @@ def test_corrupt_checkpoint(tmp_path, cube):
     with pytest.raises(CheckpointError, match="not found"):
         load_encoder(tmp_path / "missing.pt")
     assert not (tmp_path / "cat.parquet").exists()
+
+
+def test_a_checkpoint_older_than_a_new_encoder_key_is_the_default_network(tmp_path, cube):
+    """A checkpoint written before `square_channel` existed stores no such key: it is the
+    network that key's default builds, so it catalogs under a config that keeps the default
+    and is refused under one that changes it."""
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=8.0)  # fmt: skip
+    stored = torch.load(ckpt, weights_only=True)
+    del stored["encoder_config"]["square_channel"]
+    torch.save(stored, ckpt)
+    assert len(infer(ckpt, cube, tmp_path / "cat.parquet")) == 7 * 100
+    with pytest.raises(CheckpointError, match="square_channel"):
+        infer(ckpt, cube, tmp_path / "cat2.parquet",
+              enc=dataclasses.replace(SMALL, square_channel=True))  # fmt: skip
 
 
 def test_depth_mismatch(tmp_path, cube):

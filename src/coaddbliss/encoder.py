@@ -34,6 +34,7 @@ class EncoderConfig:
     n_blocks: int = 2  # residual blocks at tile resolution
     flux_offset: float = 8.0  # added to the flux-mean output: ln(2981 counts), mid-prior
     full_res_channels: int = 0  # > 0: two convs at full resolution before the 2 x 2 unshuffle
+    square_channel: bool = False  # a second input channel: 1 on the source square, 0 on the margin
 
     def __post_init__(self):
         if self.tile_size % 2 or self.margin % self.tile_size:
@@ -110,10 +111,11 @@ class Encoder(nn.Module):
         # Optional full-resolution convs first: where two stars 2-4 px apart are told apart, a
         # 3 x 3 kernel on the unshuffled cells spans 6 x 6 pixels but sees each 2 x 2 block as one.
         f = config.full_res_channels
+        c_in = 2 if config.square_channel else 1
         layers: list[nn.Module] = (
-            [_conv_bn(1, f), _conv_bn(f, f), nn.PixelUnshuffle(2), _conv_bn(4 * f, c)]
+            [_conv_bn(c_in, f), _conv_bn(f, f), nn.PixelUnshuffle(2), _conv_bn(4 * f, c)]
             if f > 0
-            else [nn.PixelUnshuffle(2), _conv_bn(4, c)]
+            else [nn.PixelUnshuffle(2), _conv_bn(4 * c_in, c)]
         )
         layers.append(_conv_bn(c, c))
         for i in range(n_down):
@@ -125,6 +127,13 @@ class Encoder(nn.Module):
         self.head = nn.Sequential(
             nn.Conv2d(w, w, 1), nn.ReLU(inplace=True), nn.Conv2d(w, N_PARAMS, 1)
         )
+        # The convolutions see every tile alike, so a tile on the square's edge would treat a
+        # star on that edge as one it shares with the tile beyond, which does not exist, and
+        # claim only part of it. The square channel tells it where the square ends.
+        side = config.source_hi - config.source_lo + 2 * config.margin
+        square = torch.zeros(1, 1, side, side)
+        square[..., config.margin : side - config.margin, config.margin : side - config.margin] = 1
+        self.register_buffer("square", square, persistent=False)
 
     def crop(self, images: torch.Tensor) -> torch.Tensor:
         """The source square plus margin: (N, H, W) -> (N, 1, S, S)."""
@@ -132,6 +141,8 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: normalized crops (N, 1, S, S) -> raw parameters (N, 7, K, K)."""
+        if self.config.square_channel:
+            x = torch.cat([x, self.square.to(x.dtype).expand(len(x), -1, -1, -1)], dim=1)
         h = self.body(x)  # (N, width, S / tile, S / tile)
         t = self.config.margin // self.config.tile_size
         k = self.config.n_side

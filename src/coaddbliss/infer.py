@@ -74,8 +74,11 @@ def check_compatible(
             f"{checkpoint}: trained with background {enc.background}, but {cube_path} has "
             f"BKG = {bkg}"
         )
-    if encoder_config is not None and encoder_config.as_dict() != enc.meta["encoder_config"]:
-        stored, wanted = enc.meta["encoder_config"], encoder_config.as_dict()
+    # keys added to EncoderConfig since the checkpoint was written take their defaults: the
+    # network it describes is the one those defaults build (load_encoder built it so)
+    stored = enc.model.config.as_dict()
+    if encoder_config is not None and encoder_config.as_dict() != stored:
+        wanted = encoder_config.as_dict()
         diff = {k: (stored.get(k), wanted.get(k)) for k in wanted if stored.get(k) != wanted[k]}
         raise CheckpointError(
             f"{checkpoint}: encoder config differs from the current config "
