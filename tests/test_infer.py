@@ -215,6 +215,9 @@ def test_residual_passes_give_each_batch_its_own_dithers(
         assert np.array_equal(batch_dithers, dithers[first : first + n])
     assert set(cat.detection_pass) == {1}
     assert read_metadata(tmp_path / "a.parquet")["infer"]["residual_passes"] == 1
+    # the file has the column too, as an integer, for readers of the Parquet catalog
+    stored = read_catalog(tmp_path / "a.parquet", kind="predicted", n_images=7)
+    assert stored.detection_pass.dtype == np.int64 and set(stored.detection_pass) == {1}
 
 
 def test_residual_passes_on_a_coadd_without_dithers_name_the_file(tmp_path, cube, psf_file):

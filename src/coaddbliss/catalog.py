@@ -43,6 +43,11 @@ PREDICTED_SCHEMA = pa.schema(
 )
 
 SCHEMAS = {"truth": TRUTH_SCHEMA, "predicted": PREDICTED_SCHEMA}
+#: Columns a predicted catalog may add to its schema, written when the DataFrame has them.
+OPTIONAL_FIELDS = {
+    "predicted": [pa.field("detection_pass", pa.int64(), nullable=False)],  # 1: the image itself;
+    # 2, 3, ...: a residual pass of the encoder (coaddbliss.residual_passes)
+}
 #: Columns that may hold NaN (a baseline cannot always fill the posterior scales).
 NULLABLE_COLUMNS = {"x_sd", "y_sd", "log_flux_sd"}
 
@@ -65,9 +70,11 @@ def write_catalog(
 ) -> None:
     """Write `df` as Parquet with the `kind` schema and provenance in the file metadata.
 
-    `mag` is recomputed from `flux` so that the two never disagree. The write is atomic.
+    `mag` is recomputed from `flux` so that the two never disagree. The `kind`'s optional
+    columns (OPTIONAL_FIELDS) are written when `df` has them. The write is atomic.
     """
-    schema = SCHEMAS[kind]
+    optional = [f for f in OPTIONAL_FIELDS.get(kind, []) if f.name in df.columns]
+    schema = pa.schema(list(SCHEMAS[kind]) + optional)
     df = df.copy()
     df["mag"] = flux_to_mag(df["flux"].to_numpy()) if len(df) else np.array([], dtype=float)
     missing = [name for name in schema.names if name not in df.columns]
