@@ -48,11 +48,11 @@ class DevicePlan:
 #: CUDA: the whole set fits on any GPU (10 000 crops of 56 x 56 float32 = 125 MB), and bf16
 #: runs on tensor cores, which take channels-last activations.
 CUDA_PLAN = DevicePlan(resident=True, amp_dtype=torch.bfloat16, channels_last=True)
-#: CPU: no copies needed; channels-last convolutions train 15 % faster than NCHW (measured on
-#: 2 AVX-512 cores, docs/performance.md). fp32 unless asked otherwise: bf16 is emulated, and
+#: CPU: no copies needed; channels-last convolutions train 1.25-1.33x faster than NCHW (measured
+#: on 2 AVX-512 cores, docs/performance.md). fp32 unless asked otherwise: bf16 is emulated, and
 #: slower, on CPUs without AVX512-BF16 or AMX.
 CPU_PLAN = DevicePlan(resident=False, amp_dtype=None, channels_last=True)
-#: CPU with native bf16 (AVX512-BF16 or AMX) and `train.cpu_bf16`: 1.4x faster training again.
+#: CPU with native bf16 (AVX512-BF16 or AMX) and `train.cpu_bf16`: about 1.35x faster again.
 CPU_BF16_PLAN = DevicePlan(resident=False, amp_dtype=torch.bfloat16, channels_last=True)
 
 
