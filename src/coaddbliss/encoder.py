@@ -41,6 +41,11 @@ class EncoderConfig:
             raise InputError("tile_size must be even and margin a multiple of tile_size")
 
     @property
+    def crop_window(self) -> tuple[int, int]:
+        """(lo, hi) px: the frame pixels [lo, hi)² the encoder reads, the square plus margin."""
+        return self.source_lo - self.margin, self.source_hi + self.margin
+
+    @property
     def n_side(self) -> int:
         """Tiles per side."""
         return (self.source_hi - self.source_lo) // self.tile_size
@@ -65,7 +70,7 @@ def normalize(images: torch.Tensor, background: float, depth: int) -> torch.Tens
 
 def crop(images: torch.Tensor, config: EncoderConfig) -> torch.Tensor:
     """The source square plus margin: (N, H, W) -> (N, 1, S, S), S = hi - lo + 2 margin."""
-    a, b = config.source_lo - config.margin, config.source_hi + config.margin
+    a, b = config.crop_window
     if a < 0 or b > images.shape[-1] or b > images.shape[-2]:
         raise ValueError(
             f"margin {config.margin} reaches outside the {tuple(images.shape[-2:])} image"
@@ -130,9 +135,10 @@ class Encoder(nn.Module):
         # The convolutions see every tile alike, so a tile on the square's edge would treat a
         # star on that edge as one it shares with the tile beyond, which does not exist, and
         # claim only part of it. The square channel tells it where the square ends.
-        side = config.source_hi - config.source_lo + 2 * config.margin
-        square = torch.zeros(1, 1, side, side)
-        square[..., config.margin : side - config.margin, config.margin : side - config.margin] = 1
+        lo, hi = config.crop_window
+        square = torch.zeros(1, 1, hi - lo, hi - lo)
+        inside = slice(config.source_lo - lo, config.source_hi - lo)  # the square, crop pixels
+        square[..., inside, inside] = 1
         self.register_buffer("square", square, persistent=False)
 
     def crop(self, images: torch.Tensor) -> torch.Tensor:

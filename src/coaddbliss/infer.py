@@ -179,9 +179,9 @@ def image_model(
             f"{cube}: DITHERS extension has shape {dithers.shape}, expected "
             f"({n_images}, {enc.depth}, 2) for its {n_images} images of depth {enc.depth}"
         )
-    ec = enc.model.config  # residuals are needed only where the encoder reads the image
-    crop = (ec.source_lo - ec.margin, ec.source_hi + ec.margin)
-    return ImageModel(read_psf_fits(psf), enc.background, dithers, window=crop)
+    # residuals are needed only where the encoder reads the image
+    window = enc.model.config.crop_window
+    return ImageModel(read_psf_fits(psf), enc.background, dithers, window=window)
 
 
 def infer_catalog(
