@@ -4,6 +4,7 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -22,6 +23,7 @@ from coaddbliss.images import (
     write_cube,
 )
 from coaddbliss.infer import InferConfig, infer_catalog
+from coaddbliss.prob_calibration import CalibrationError, write_calibration
 from coaddbliss.psf import PSF, PSFParams, write_psf_fits
 from coaddbliss.train import TrainConfig
 
@@ -140,6 +142,52 @@ def test_a_checkpoint_older_than_a_new_encoder_key_is_the_default_network(tmp_pa
     with pytest.raises(CheckpointError, match="square_channel"):
         infer(ckpt, cube, tmp_path / "cat2.parquet",
               enc=dataclasses.replace(SMALL, square_channel=True))  # fmt: skip
+
+
+def write_map(path, raw, prob, depth=5, seed=1):
+    table = pd.DataFrame({"prob_lo": 0.0, "prob_hi": 1.0, "n_detected": 10, "n_matched": 5,
+                          "mean_raw": raw, "calibrated": prob})  # fmt: skip
+    write_calibration(table, path, {"depth": depth, "seed": seed})
+    return path
+
+
+def test_calibrated_catalog_reports_the_map_and_keeps_q_and_every_row(tmp_path, cube):
+    # every tile q = sigmoid(0.4) = 0.599; the map sends q to 0.2 + q / 2 on [0, 1]
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=0.4, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
+    plain = infer(ckpt, cube, tmp_path / "plain.parquet")
+    path = write_map(tmp_path / "cal.parquet", [0.0, 1.0], [0.2, 0.7])
+    cfg = InferConfig(threshold=0.5, calibrate_prob=True)
+    infer_catalog(checkpoint=str(ckpt), cube=str(cube), out=str(tmp_path / "cal_cat.parquet"),
+                  infer_config=cfg, encoder_config=SMALL, seed=1, device=CPU,
+                  calibration=path)  # fmt: skip
+    cal = read_catalog(tmp_path / "cal_cat.parquet", kind="predicted", n_images=7)
+    q = 1 / (1 + math.exp(-0.4))
+    assert len(cal) == len(plain) == 700  # q > 0.5 decides; calibrated prob 0.5 would not
+    assert cal["prob_raw"].to_numpy() == pytest.approx(q, rel=1e-5)
+    assert cal["prob"].to_numpy() == pytest.approx(0.2 + q / 2, rel=1e-5)
+    assert read_metadata(tmp_path / "cal_cat.parquet")["prob_calibration"]["file"] == str(path)
+    for name, depth, seed in (("d25", 25, 1), ("seed0", 5, 0)):
+        other = write_map(tmp_path / f"{name}.parquet", [0.0, 1.0], [0.2, 0.7], depth, seed)
+        with pytest.raises(
+            CalibrationError,
+            match=rf"{name}.parquet: prob calibration of the "
+            rf"encoder d = {depth}, seed {seed}, but .* is d = 5, seed 1",
+        ):
+            infer_catalog(
+                checkpoint=str(ckpt),
+                cube=str(cube),
+                out=str(tmp_path / "x.parquet"),
+                infer_config=cfg,
+                encoder_config=SMALL,
+                seed=1,
+                device=CPU,
+                calibration=other,
+            )
+    with pytest.raises(ValueError, match="calibrate_prob needs"):
+        infer_catalog(checkpoint=str(ckpt), cube=str(cube), out=str(tmp_path / "x.parquet"),
+                      infer_config=cfg, encoder_config=SMALL, seed=1, device=CPU)  # fmt: skip
+    assert not list(tmp_path.glob("*x.parquet*"))
 
 
 def test_depth_mismatch(tmp_path, cube):

@@ -140,6 +140,32 @@ def test_reliability_known_fractions():
     assert out["n_detected"].sum() == 6 and out["n_matched"].sum() == 3  # 3 stars found
 
 
+def test_a_calibrated_catalog_is_swept_on_q_and_judged_on_both(pixels):
+    """A calibrated catalog is cut on q (`prob_raw`): its curve is the uncalibrated one's; its
+    reliability is scored for the calibrated prob and, as method encoder_q, for q."""
+    config = CurvesConfig(
+        bins=tuple(BIN), prob_thresholds=(0.1, 0.5, 0.9), snr_thresholds=(5.0,),
+        reliability_bins=4, precision_levels=(0.5,), max_offset=1.0,
+    )  # fmt: skip
+    calibrated = PRED.assign(prob_raw=PRED["prob"], prob=0.7)  # every detection: 0.7
+
+    def tables(cat):
+        return curves_for_depth(
+            TRUTH, encoder={0: (cat, 0.1)}, sep=None, depth=5, n_images=2, background=865.0,
+            pixels=pixels, region_pixels=1600, config=config,
+        )  # fmt: skip
+
+    plain_curves, plain_rel = tables(PRED)
+    curves, rel = tables(calibrated)
+    pd.testing.assert_frame_equal(curves, plain_curves)
+    assert set(rel["method"]) == {"encoder", "encoder_q"}
+    q_rel = rel[rel["method"] == "encoder_q"].assign(method="encoder").reset_index(drop=True)
+    pd.testing.assert_frame_equal(q_rel, plain_rel)
+    every = rel[(rel["method"] == "encoder") & ~np.isfinite(rel["mag_lo"])]
+    assert every.set_index("prob_lo")["n_detected"].to_dict() == {0.0: 0, 0.25: 0, 0.5: 6,
+                                                                  0.75: 0}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def pixels() -> np.ndarray:
     psf = PSF(PSFParams(sigma1=1.4899639, sigma2=2.9940381, sigmap=2.8922856,

@@ -33,7 +33,8 @@ TRUTH_SCHEMA = pa.schema(
 PREDICTED_SCHEMA = pa.schema(
     list(TRUTH_SCHEMA)
     + [
-        pa.field("prob", pa.float64(), nullable=False),  # q(n = 1) of the detection's tile
+        pa.field("prob", pa.float64(), nullable=False),  # q(n = 1) of the detection's tile, or
+        # the chance that the detection is a star (a calibrated catalog: OPTIONAL_FIELDS)
         pa.field("x_sd", pa.float64(), nullable=True),  # posterior sd of x, pixels (NaN: unknown)
         pa.field("y_sd", pa.float64(), nullable=True),  # posterior sd of y, pixels (NaN: unknown)
         pa.field(
@@ -45,8 +46,12 @@ PREDICTED_SCHEMA = pa.schema(
 SCHEMAS = {"truth": TRUTH_SCHEMA, "predicted": PREDICTED_SCHEMA}
 #: Columns a predicted catalog may add to its schema, written when the DataFrame has them.
 OPTIONAL_FIELDS = {
-    "predicted": [pa.field("detection_pass", pa.int64(), nullable=False)],  # 1: the image itself;
-    # 2, 3, ...: a residual pass of the encoder (coaddbliss.residual_passes)
+    "predicted": [
+        pa.field("detection_pass", pa.int64(), nullable=False),  # 1: the image itself; 2, 3,
+        # ...: a residual pass of the encoder (coaddbliss.residual_passes)
+        pa.field("prob_raw", pa.float64(), nullable=False),  # q(n = 1) the detection was cut
+        # on, when `prob` is calibrated (coaddbliss.prob_calibration)
+    ],
 }
 #: Columns that may hold NaN (a baseline cannot always fill the posterior scales).
 NULLABLE_COLUMNS = {"x_sd", "y_sd", "log_flux_sd"}

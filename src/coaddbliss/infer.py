@@ -23,6 +23,7 @@ from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.images import ImageCubeError, cube_batches, read_extension
+from coaddbliss.prob_calibration import CalibrationError, calibrate_catalog, read_calibration
 from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes
 from coaddbliss.sections import from_sections
@@ -46,6 +47,9 @@ class InferConfig:
     # earlier one is that star again
     residual_prune_snr: float = 4.0  # a residual detection must keep this flux / sd(flux) in a
     # joint PSF fit with the stars found before it
+    calibrate_prob: bool = False  # `prob` through the encoder's validation-split calibration
+    # (coaddbliss.prob_calibration); False: `prob` is q(n = 1), the paper's
+    calibration_bins: int = 40  # equal-width q bins of the calibration fit
 
     @classmethod
     def from_config(cls, infer_config: dict) -> InferConfig:
@@ -196,16 +200,30 @@ def infer_catalog(
     plan: DevicePlan | None = None,
     psf: str | os.PathLike | None = None,
     subtract_threshold: float | None = None,
+    calibration: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically.
 
     `plan`: autocast of the forward passes; None takes the device's own (plan_for).
     `psf`: the survey PSF (psf.fits), needed by residual passes; `subtract_threshold`: what
     they subtract (None: the catalog's own threshold; the candidate catalogs pass the real one).
+    `calibration`: the encoder's prob calibration file, needed by `infer_config.calibrate_prob`;
+    detections are still cut on q(n = 1), which the catalog keeps as `prob_raw`.
     """
+    if infer_config.calibrate_prob and calibration is None:
+        raise ValueError("infer.calibrate_prob needs the encoder's prob calibration file")
     enc = load_encoder(checkpoint, device)
     header, n_images, batches = cube_batches(cube, infer_config.batch_size)
     check_compatible(enc, checkpoint, cube, header, encoder_config)
+    prob_map = None
+    if infer_config.calibrate_prob:  # refuse another encoder's map before the long loop
+        prob_map, provenance = read_calibration(calibration)
+        fitted_for = (provenance.get("depth"), provenance.get("seed"))
+        if fitted_for != (enc.depth, int(seed)):
+            raise CalibrationError(
+                f"{calibration}: prob calibration of the encoder d = {fitted_for[0]}, seed "
+                f"{fitted_for[1]}, but {checkpoint} is d = {enc.depth}, seed {seed}"
+            )
     model = None
     if infer_config.residual_passes > 0:
         if psf is None:
@@ -221,6 +239,10 @@ def infer_catalog(
         )
         first += len(images)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    calibration_meta = None
+    if prob_map is not None:
+        df = calibrate_catalog(df, prob_map) if "prob" in df.columns else df
+        calibration_meta = {"file": str(calibration), "fitted_on": provenance.get("catalog")}
     write_catalog(
         df,
         out,
@@ -235,6 +257,7 @@ def infer_catalog(
             "train": enc.meta["train_config"],
             "checkpoint_epoch": enc.meta.get("epoch"),
             "checkpoint_version": enc.meta["version"],
+            "prob_calibration": calibration_meta,
         },
     )
     log.info("%d detections in %d images (d = %d) -> %s", len(df), n_images, enc.depth, out)

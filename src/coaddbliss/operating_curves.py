@@ -39,7 +39,8 @@ NO_SEED = 0
 ALL_MAGS = (-np.inf, np.inf)
 
 _COMMON = [
-    pa.field("method", pa.string(), nullable=False),  # "encoder", "sep" or "ideal"
+    pa.field("method", pa.string(), nullable=False),  # "encoder", "sep" or "ideal"; reliability
+    # also "encoder_q" (q(n = 1) of a calibrated catalog, UNCALIBRATED)
     pa.field("d", pa.int64(), nullable=False),  # coadd depth (1 = single exposure)
     pa.field("seed", pa.int64(), nullable=False),  # training seed (sep, ideal: 0)
     pa.field("mag_lo", pa.float64(), nullable=False),  # magnitude range, mag (true for recall,
@@ -292,8 +293,11 @@ def reliability(
     n_bins: int = 10,
     max_offset: float = 1.0,
     mag_ranges: Sequence[tuple[float, float]] = (ALL_MAGS,),
+    edges: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Detections binned by predicted prob against the fraction of them that are real stars.
+
+    Bins: `n_bins` equal-width bins of [0, 1], or the increasing bin `edges` from 0 to 1.
 
     Consistent with the curves: lowering the cut from a bin's upper edge to its lower edge adds
     the bin's detections, and the stars matched gain n_matched = M(>= lo) - M(>= hi), M the
@@ -304,7 +308,8 @@ def reliability(
     Columns: mag_lo, mag_hi, prob_lo, prob_hi, n_detected, n_matched, mean_prob,
     fraction_matched.
     """
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1) if edges is None else np.asarray(edges, float)
+    n_bins = len(edges) - 1
     prob = pred["prob"].to_numpy(float)
     mag = pred["mag"].to_numpy(float)
     # prob = 1 belongs to the last bin
@@ -331,6 +336,15 @@ def reliability(
 
 
 # -- one depth, every method ------------------------------------------------------------------
+#: Reliability `method` of an encoder's q(n = 1) when its catalog's `prob` is calibrated.
+UNCALIBRATED = "encoder_q"
+
+
+def encoder_score(catalog: pd.DataFrame) -> np.ndarray:
+    """(P,) the q(n = 1) an encoder catalog was cut on: `prob`, or `prob_raw` when calibrated."""
+    return catalog["prob_raw" if "prob_raw" in catalog.columns else "prob"].to_numpy(float)
+
+
 def curves_for_depth(
     truth: pd.DataFrame,
     *,
@@ -354,8 +368,15 @@ def curves_for_depth(
     def label(df: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
         return df.assign(method=method, d=int(depth), seed=int(seed))
 
-    runs = [("encoder", seed, cat, cat["prob"].to_numpy(float), config.prob_thresholds, floor,
-             np.inf) for seed, (cat, floor) in sorted(encoder.items())]  # fmt: skip
+    def judge_prob(cat: pd.DataFrame, method: str, seed: int) -> None:
+        table = reliability(truth, cat, n_images, n_bins=config.reliability_bins,
+                            max_offset=config.max_offset, mag_ranges=mag_ranges)  # fmt: skip
+        rel.append(label(table, method, seed))
+
+    # the encoder's detection score is q(n = 1): `prob_raw` when `prob` is calibrated
+    # (coaddbliss.prob_calibration), and its threshold and candidate floor are q's
+    runs = [("encoder", seed, cat, encoder_score(cat), config.prob_thresholds, floor, np.inf)
+            for seed, (cat, floor) in sorted(encoder.items())]  # fmt: skip
     if sep is not None:
         cat, threshold = sep
         snr = sep_snr(cat["prob"].to_numpy(float), threshold)
@@ -365,9 +386,9 @@ def curves_for_depth(
         curve = sweep(truth, cat, score, thresholds, n_images, config.bins, config.max_offset,
                       floor, ceiling)  # fmt: skip
         curves.append(label(curve, method, seed))
-        table = reliability(truth, cat, n_images, n_bins=config.reliability_bins,
-                            max_offset=config.max_offset, mag_ranges=mag_ranges)  # fmt: skip
-        rel.append(label(table, method, seed))
+        judge_prob(cat, method, seed)
+        if method == "encoder" and "prob_raw" in cat.columns:  # and q before calibration
+            judge_prob(cat.assign(prob=cat["prob_raw"]), UNCALIBRATED, seed)
     ideal = ideal_sweep(truth["flux"].to_numpy(float), config.snr_thresholds, depth=depth,
                         background=background, pixels=pixels, n_images=n_images,
                         region_pixels=region_pixels, bins=config.bins)  # fmt: skip

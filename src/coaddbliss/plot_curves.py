@@ -22,11 +22,19 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from coaddbliss.operating_curves import UNCALIBRATED
+
 #: Methods in drawing order, with their legend text.
 CURVE_LABEL = {
     "encoder": "encoder: q(n=1) cut",
     "sep": "SEP: SNR cut",
     "ideal": "ideal matched filter",
+}
+#: Methods of the reliability diagram, with their legend text.
+RELIABILITY_LABEL = {
+    "encoder": "encoder: prob",
+    UNCALIBRATED: "encoder: q(n=1), before calibration",
+    "sep": "SEP: prob",
 }
 #: Line style per magnitude range, in the order of the config's `curves.bins`.
 RANGE_STYLES = ("-", "--", ":", "-.")
@@ -120,6 +128,9 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
     depths = sorted(reliability["d"].unique())
     ranges = _ranges(reliability)
     colors = _method_colors(style.palette)
+    # a calibrated encoder's q(n = 1) (method encoder_q) in a paler shade of the encoder's colour
+    colors[UNCALIBRATED] = tuple(0.45 * np.array(colors["encoder"]) + 0.55)
+    methods = [m for m in ("encoder", UNCALIBRATED, "sep") if m in set(reliability["method"])]
     with paper_style(style):
         fig, axes = plt.subplots(
             2, max(len(depths), 1), figsize=(style.width, 0.62 * style.width + 0.6), squeeze=False,
@@ -129,19 +140,19 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
             top, bottom = axes[0][col], axes[1][col]
             top.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
-                for method in ("encoder", "sep"):
+                for method in methods:
+                    color = colors[method]
                     for _, run in _runs(reliability, d, method, lo, hi):
                         run = run[run["n_detected"] > 0]
-                        top.plot(run["mean_prob"], run["fraction_matched"], ls=ls,
-                                 color=colors[method])  # fmt: skip
+                        top.plot(run["mean_prob"], run["fraction_matched"], ls=ls, color=color)
                         # filled: a bin with enough detections to judge; open: too few
                         sparse = run["n_detected"] < RELIABLE_DETECTIONS
-                        for few, face in ((False, colors[method]), (True, "none")):
+                        for few, face in ((False, color), (True, "none")):
                             part = run[sparse == few]
                             top.plot(part["mean_prob"], part["fraction_matched"], ls="",
-                                     marker="o", ms=3, mec=colors[method], mfc=face)  # fmt: skip
+                                     marker="o", ms=3, mec=color, mfc=face)  # fmt: skip
                         centres = 0.5 * (run["prob_lo"] + run["prob_hi"])
-                        bottom.plot(centres, run["n_detected"], ls=ls, color=colors[method],
+                        bottom.plot(centres, run["n_detected"], ls=ls, color=color,
                                     drawstyle="steps-mid")  # fmt: skip
             top.set_title(depth_label(d))
             top.set_xlim(0, 1)
@@ -151,8 +162,7 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
             bottom.set_xlabel("predicted prob")
         axes[0][0].set_ylabel("fraction matching a star")
         axes[1][0].set_ylabel("detections")
-        handles = [Line2D([], [], color=colors[m], label=CURVE_LABEL[m].split(":")[0])
-                   for m in ("encoder", "sep")]  # fmt: skip
+        handles = [Line2D([], [], color=colors[m], label=RELIABILITY_LABEL[m]) for m in methods]
         handles += [
             Line2D([], [], color="grey", ls=ls, label=_range_text(lo, hi) + " (estimated)")
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False)

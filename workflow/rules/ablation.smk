@@ -63,6 +63,10 @@ use rule infer_catalog as ablation_infer_catalog with:
         log_path("ablation_infer_catalog", ABLATION_CELL),
     benchmark:
         benchmark_path("ablation_infer_catalog", ABLATION_CELL)
+    params:
+        # encoder_config: infer_catalog's; the ablation compares q(n = 1) itself: its encoders
+        # have no prob calibration (infer.calibrate_prob)
+        infer_config={**config["infer"], "calibrate_prob": False},
 
 
 use rule score_catalog as ablation_score_catalog with:

@@ -1,7 +1,13 @@
 # Stage 'infer': each trained encoder catalogs the shared test split of its depth
-# (docs/method.md §5, §8).
+# (docs/method.md §5, §8). With infer.calibrate_prob, each encoder first catalogs its own
+# validation split, a monotone map q(n = 1) -> P(star) is fitted there (rule calibrate_prob),
+# and every test catalog of the encoder reports the calibrated prob (coaddbliss.prob_calibration).
 
 ENCODER_CATALOG = result_path("catalogs/d{d}/seed{seed}.parquet")
+#: the encoder's catalog of its validation split, cut as the test candidates are
+VALIDATION_CATALOG = result_path("catalogs/d{d}/validation/seed{seed}.parquet")
+PROB_CALIBRATION = result_path("models/d{d}/seed{seed}/prob_calibration.parquet")
+CALIBRATE_PROB = bool(config["infer"]["calibrate_prob"])
 
 
 rule infer_catalog:
@@ -9,6 +15,8 @@ rule infer_catalog:
         checkpoint=rules.train_encoder.output.checkpoint,
         cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
         psf=PSF_FITS,  # residual passes render the stars found (infer.residual_passes)
+        # the encoder's prob calibration when infer.calibrate_prob, else nothing
+        calibration=lambda wc: PROB_CALIBRATION.format(**wc) if CALIBRATE_PROB else [],
         code=script_sources("infer_catalog.py"),
     output:
         catalog=ENCODER_CATALOG,
@@ -28,3 +36,46 @@ rule infer_catalog:
         infer_config=config["infer"],
     script:
         "../scripts/infer_catalog.py"
+
+
+use rule infer_catalog as infer_validation with:
+    input:
+        checkpoint=rules.train_encoder.output.checkpoint,
+        cube=IMAGE_CUBE.format(dataset="val/seed{seed}", d="{d}"),
+        psf=PSF_FITS,
+        code=rules.infer_catalog.input.code,
+    output:
+        catalog=VALIDATION_CATALOG,
+    log:
+        log_path("infer_validation", "d{d}", "seed{seed}"),
+    benchmark:
+        benchmark_path("infer_validation", "d{d}", "seed{seed}")
+    params:
+        # encoder_config: infer_catalog's; q itself (uncalibrated), down to the candidate cut
+        infer_config={
+            **config["infer"],
+            "threshold": config["diagnostics"]["candidate_threshold"],
+            "calibrate_prob": False,
+        },
+        subtract_threshold=config["infer"]["threshold"],  # residual passes subtract detections
+
+
+rule calibrate_prob:
+    input:
+        catalog=VALIDATION_CATALOG,
+        truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
+        cube=IMAGE_CUBE.format(dataset="val/seed{seed}", d="{d}"),  # N (header only)
+        code=script_sources("calibrate_prob.py"),
+    output:
+        calibration=PROB_CALIBRATION,
+    log:
+        log_path("calibrate_prob", "d{d}", "seed{seed}"),
+    benchmark:
+        benchmark_path("calibrate_prob", "d{d}", "seed{seed}")
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        bins=config["infer"]["calibration_bins"],
+        max_offset=config["evaluate"]["max_offset"],
+    script:
+        "../scripts/calibrate_prob.py"

@@ -1,4 +1,4 @@
-"""Rule infer_catalog: catalog the test split of depth d with the encoder of one seed."""
+"""Rules infer_catalog, infer_candidates, infer_validation: catalog a split with one encoder."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 # coaddbliss sets OMP_WAIT_POLICY before torch loads (coaddbliss/__init__.py): import it first.
@@ -28,17 +28,19 @@ def main(
     seed: int,
     device: "torch.device",
     subtract_threshold: float | None = None,
+    calibration: str | list[str] = (),
 ) -> None:
-    """Catalog every test image on the job's `device`; write the predicted `catalog`.
+    """Catalog every image of `cube` on the job's `device`; write the predicted `catalog`.
 
     `subtract_threshold`: what residual passes subtract, when it is not the catalog's own
-    threshold (rule infer_candidates catalogs below the detection threshold).
+    threshold (rules infer_candidates, infer_validation catalog below the detection threshold).
+    `calibration`: the encoder's prob calibration (an empty input without infer.calibrate_prob).
     """
     start = time.perf_counter()
     df = infer_catalog(
         checkpoint=checkpoint, cube=cube, out=catalog, infer_config=infer_config,
         encoder_config=encoder_config, seed=seed, device=device, psf=psf,
-        subtract_threshold=subtract_threshold,
+        subtract_threshold=subtract_threshold, calibration=calibration or None,
     )  # fmt: skip
     LOG.info("%d rows in %.1f s", len(df), time.perf_counter() - start)
 
