@@ -31,14 +31,19 @@ SMALL = EncoderConfig(stem_channels=8, width=16, n_blocks=1)
 CPU = torch.device("cpu")
 
 
-def constant_checkpoint(path, *, n_logit, loc_mu, loc_raw_sd, log_flux, depth=5, enc=SMALL):
-    """A checkpoint whose every tile outputs the same parameters (last layer: bias only)."""
+def constant_checkpoint(path, *, n_logit, loc_mu, loc_raw_sd, log_flux, depth=5, enc=SMALL,
+                        second=None):  # fmt: skip
+    """A checkpoint whose every tile outputs the same parameters (last layer: bias only);
+    `second`: the second head's (n_logit, loc_mu, log_flux) for a two-star family."""
     model = build_encoder(enc, 0)
     last = model.head[-1]
+    bias = [n_logit, loc_mu[0], loc_mu[1], loc_raw_sd, loc_raw_sd, log_flux - enc.flux_offset, 0.0]
+    if second is not None:
+        n2, mu2, flux2 = second
+        bias += [n2, mu2[0], mu2[1], loc_raw_sd, loc_raw_sd, flux2 - enc.flux_offset, 0.0]
     with torch.no_grad():
         last.weight.zero_()
-        last.bias.copy_(torch.tensor([n_logit, loc_mu[0], loc_mu[1], loc_raw_sd, loc_raw_sd,
-                                      log_flux - enc.flux_offset, 0.0]))  # fmt: skip
+        last.bias.copy_(torch.tensor(bias))
     save_checkpoint(path, state_dict=model.state_dict(), encoder_config=enc,
                     train_config=TrainConfig().as_dict(),
                     data={"depth": depth, "background": 865.0}, seed=0, epoch=1,
@@ -74,6 +79,29 @@ def test_every_tile_on_gives_tile_centres_and_posterior_scales(tmp_path, cube):
     meta = read_metadata(tmp_path / "cat.parquet")
     assert meta["seed"] == 11 and meta["depth"] == 5 and meta["n_images"] == 7
     assert "version" in meta and meta["encoder"] == SMALL.as_dict()
+
+
+def test_two_star_tiles_give_a_second_row_with_the_joint_probability(tmp_path, cube):
+    # q(n >= 1) = sigmoid(3); q(n = 2 | n >= 1) = sigmoid(1); the second star at u = sigmoid(-1)
+    enc = dataclasses.replace(SMALL, tile_capacity=2)
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0), enc=enc,
+                               second=(1.0, (-1.0, 1.0), math.log(800.0)))  # fmt: skip
+    cat = infer(ckpt, cube, tmp_path / "cat.parquet", batch_size=3, enc=enc)
+    assert len(cat) == 7 * 200 and (np.diff(cat["image_id"]) >= 0).all()
+    second = cat[cat["flux"] < 1000]
+    assert len(second) == 7 * 100
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    assert second["prob"].to_numpy() == pytest.approx(sig(3.0) * sig(1.0), rel=1e-5)
+    assert second["flux"].to_numpy() == pytest.approx(800.0, rel=1e-5)
+    offsets = {(round((x - 24) % 4, 5), round((y - 24) % 4, 5))
+               for x, y in second[["x", "y"]].to_numpy()}  # fmt: skip
+    assert offsets == {(round(4 * sig(-1.0), 5), round(4 * sig(1.0), 5))}
+    # a second star below the threshold is no row: q(n = 2) = sigmoid(3) sigmoid(-1) < 0.5
+    ckpt = constant_checkpoint(tmp_path / "c2.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0), enc=enc,
+                               second=(-1.0, (0.0, 0.0), math.log(800.0)))  # fmt: skip
+    assert len(infer(ckpt, cube, tmp_path / "cat2.parquet", enc=enc)) == 7 * 100
 
 
 def test_off_tiles_give_an_empty_catalog(tmp_path, cube):

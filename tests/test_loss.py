@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from coaddbliss.encoder import EncoderConfig, build_encoder
 from coaddbliss.tiles import TileTruth
@@ -60,9 +61,103 @@ def test_loss_equals_hand_computed_value():
 def test_loss_is_a_mean_over_images():
     params, truth = two_tile_case()
     stack = lambda t: torch.cat([t, t], 0)  # noqa: E731
-    params2 = TileParams(*(stack(getattr(params, f)) for f in params.__dataclass_fields__))
+    fields = [f for f in params.__dataclass_fields__ if f != "second"]
+    params2 = TileParams(*(stack(getattr(params, f)) for f in fields))
     truth2 = TileTruth(stack(truth.on), stack(truth.loc), stack(truth.log_flux), 0)
     assert float(favi_loss(params2, truth2)) == pytest.approx(float(favi_loss(params, truth)))
+
+
+def one_star_log_q(p: dict, u: tuple[float, float], flux: float) -> float:
+    """log q of one star by scipy: logit(u) normal per axis (density of u), flux log-normal."""
+    log_q = 0.0
+    for axis in range(2):
+        z = math.log(u[axis] / (1 - u[axis]))
+        log_q += stats.norm.logpdf(z, p["loc_mu"][axis], p["loc_sd"][axis])
+        log_q -= math.log(u[axis] * (1 - u[axis]))
+    return log_q + stats.lognorm.logpdf(flux, s=p["flux_sd"], scale=math.exp(p["flux_mu"]))
+
+
+def two_star_params(first: list[dict], second: list[dict]) -> TileParams:
+    """1 x T tiles; per tile a dict of n_logit, loc_mu, loc_sd, flux_mu, flux_sd per head."""
+
+    def head(tiles: list[dict]) -> TileParams:
+        def field(name):
+            return torch.tensor([[[t[name] for t in tiles]]], dtype=torch.float32)
+
+        return TileParams(field("n_logit"), field("loc_mu"), field("loc_sd"),
+                          field("flux_mu"), field("flux_sd"))  # fmt: skip
+
+    a = head(first)
+    return TileParams(a.n_logit, a.loc_mu, a.loc_sd, a.flux_mu, a.flux_sd, second=head(second))
+
+
+def tile_truth(stars: list[tuple | None]) -> TileTruth:
+    """1 x T tiles from (u_x, u_y, flux) or None per tile."""
+    on = torch.tensor([[[0.0 if s is None else 1.0 for s in stars]]])
+    loc = torch.tensor([[[(0.5, 0.5) if s is None else s[:2] for s in stars]]])
+    log_flux = torch.tensor([[[0.0 if s is None else math.log(s[2]) for s in stars]]])
+    return TileTruth(on, loc, log_flux, 0)
+
+
+HEAD_A = [
+    dict(n_logit=1.0, loc_mu=(0.2, -0.4), loc_sd=(0.7, 0.9), flux_mu=7.0, flux_sd=0.6),
+    dict(n_logit=0.5, loc_mu=(0.0, 0.3), loc_sd=(1.1, 0.8), flux_mu=8.0, flux_sd=0.4),
+    dict(n_logit=-2.0, loc_mu=(0.0, 0.0), loc_sd=(1.0, 1.0), flux_mu=7.0, flux_sd=1.0),
+]
+HEAD_B = [
+    dict(n_logit=-0.3, loc_mu=(-1.0, 0.8), loc_sd=(0.5, 0.6), flux_mu=6.8, flux_sd=0.7),
+    dict(n_logit=-1.5, loc_mu=(0.4, 0.4), loc_sd=(0.9, 0.9), flux_mu=7.5, flux_sd=0.5),
+    dict(n_logit=0.7, loc_mu=(0.0, 0.0), loc_sd=(1.0, 1.0), flux_mu=7.0, flux_sd=1.0),
+]
+# tile 0: two stars; tile 1: one; tile 2: none
+STARS = [(0.6, 0.3, 1500.0), (0.4, 0.55, 2500.0), None]
+SECONDS = [(0.2, 0.7, 900.0), None, None]
+
+
+def test_two_star_loss_equals_hand_computed_value():
+    params = two_star_params(HEAD_A, HEAD_B)
+    truth = tile_truth(STARS)
+    truth = TileTruth(truth.on, truth.loc, truth.log_flux, 0, second=tile_truth(SECONDS))
+
+    def log_sigmoid(v):
+        return -math.log1p(math.exp(-v))
+
+    a, b = HEAD_A, HEAD_B
+    pair = np.logaddexp(
+        one_star_log_q(a[0], STARS[0][:2], STARS[0][2])
+        + one_star_log_q(b[0], SECONDS[0][:2], SECONDS[0][2]),
+        one_star_log_q(a[0], SECONDS[0][:2], SECONDS[0][2])
+        + one_star_log_q(b[0], STARS[0][:2], STARS[0][2]),
+    )
+    expected = [
+        # q(n >= 1) q(n = 2 | n >= 1), either head on either star
+        -(log_sigmoid(1.0) + log_sigmoid(-0.3) + pair),
+        # q(n >= 1) q(n = 1 | n >= 1), the first head on the star
+        -(log_sigmoid(0.5) + log_sigmoid(1.5) + one_star_log_q(a[1], STARS[1][:2], STARS[1][2])),
+        -log_sigmoid(2.0),  # q(n = 0): the second head is not asked
+    ]
+    got = tile_nll(params, truth)[0, 0].tolist()
+    assert got == pytest.approx(expected, rel=1e-5)
+    # the pair is unordered: listing the fainter star first changes nothing
+    first = tile_truth([SECONDS[0], STARS[1], None])
+    swapped = TileTruth(first.on, first.loc, first.log_flux, 0,
+                        second=tile_truth([STARS[0], None, None]))  # fmt: skip
+    assert tile_nll(params, swapped)[0, 0].tolist() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="second star"):
+        tile_nll(params, tile_truth(STARS))
+
+
+def test_two_star_raw_output_and_its_encoder():
+    raw = torch.zeros(2, 14, 3, 3)
+    raw[:, 7] = 2.0  # the second head's n_logit
+    p = constrain(raw, flux_offset=8.0)
+    assert torch.allclose(p.second.prob, torch.full((2, 3, 3), 1 / (1 + math.exp(-2.0))))
+    assert torch.allclose(p.second.flux_mu, torch.full((2, 3, 3), 8.0))
+    with pytest.raises(ValueError, match="7 per star"):
+        constrain(torch.zeros(1, 9, 2, 2))
+    model = build_encoder(EncoderConfig(tile_capacity=2), seed=0)
+    out = model(torch.zeros(1, 1, 56, 56))
+    assert out.shape == (1, 14, 10, 10)
 
 
 def test_empty_tiles_ignore_location_even_if_extreme():

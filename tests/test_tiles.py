@@ -41,6 +41,28 @@ def test_two_stars_in_one_tile_keeps_the_brightest():
     assert float(t.log_flux[0, 4, 4]) == pytest.approx(np.log(9000.0), rel=1e-6)
 
 
+def test_a_tile_of_capacity_two_keeps_the_two_brightest():
+    rows = [(0, 41.0, 41.0, 700.0), (0, 42.0, 43.0, 9000.0), (0, 43.0, 40.5, 800.0),
+            (0, 30.0, 30.0, 800.0), (1, 50.0, 50.0, 100.0)]  # fmt: skip
+    t = assign_tiles(catalog(rows), 2, GRID, capacity=2)
+    assert t.n_dropped == 1 and t.second.n_dropped == 1  # the 700-count star: a third
+    assert t.on.sum() == 3 and t.second.on.sum() == 1
+    assert t.loc[0, 4, 4].tolist() == pytest.approx([0.5, 0.75])  # 9000 counts first
+    assert t.second.on[0, 4, 4] == 1
+    assert t.second.loc[0, 4, 4].tolist() == pytest.approx([0.75, 0.125])  # then 800
+    assert float(t.second.log_flux[0, 4, 4]) == pytest.approx(np.log(800.0), rel=1e-6)
+    one = assign_tiles(catalog(rows), 2, GRID)  # capacity 1: the same first stars
+    assert one.second is None and one.n_dropped == 2
+    for name in ("on", "loc", "log_flux"):
+        assert torch.equal(getattr(one, name), getattr(t, name))
+    empty = assign_tiles(catalog([]), 2, GRID, capacity=2)
+    assert empty.second.on.shape == (2, 10, 10) and empty.second.on.sum() == 0
+    sub = t.subset(torch.tensor([1]))
+    assert sub.second.on.shape == (1, 10, 10) and sub.on.sum() == 1
+    with pytest.raises(ValueError, match="1 or 2 stars"):
+        assign_tiles(catalog(rows), 2, GRID, capacity=3)
+
+
 def test_stars_on_tile_edges():
     rows = [(0, 28.0, 24.0, 1e3), (0, 64.0, 64.0, 1e3)]  # left edge of col 1; far corner
     t = assign_tiles(catalog(rows), 1, GRID)
@@ -82,6 +104,7 @@ def test_flip_targets_matches_a_flipped_catalog(fx, fy, tr):
     rng = np.random.default_rng(1)
     xy = rng.uniform(24.5, 63.5, size=(6, 2))
     rows = [(i % 2, x, y, 1e3 * (i + 1)) for i, (x, y) in enumerate(xy)]
+    rows.append((0, xy[0, 0] + 0.3, xy[0, 1] - 0.2, 500.0))  # a second star in star 0's tile
     flipped = []
     for i, x, y, f in rows:
         if tr:
@@ -91,11 +114,14 @@ def test_flip_targets_matches_a_flipped_catalog(fx, fy, tr):
         if fy:
             y = 88.0 - y
         flipped.append((i, x, y, f))
-    expected = assign_tiles(catalog(flipped), 2, GRID)
-    got = flip_targets(assign_tiles(catalog(rows), 2, GRID), bool(fx), bool(fy), bool(tr))
-    assert torch.equal(got.on, expected.on)
-    assert torch.allclose(got.loc, expected.loc, atol=1e-5)
-    assert torch.allclose(got.log_flux, expected.log_flux)
+    expected = assign_tiles(catalog(flipped), 2, GRID, capacity=2)
+    got = assign_tiles(catalog(rows), 2, GRID, capacity=2)
+    got = flip_targets(got, bool(fx), bool(fy), bool(tr))
+    assert expected.second.on.sum() >= 1  # the second star stayed in its tile
+    for star, want in ((got, expected), (got.second, expected.second)):
+        assert torch.equal(star.on, want.on)
+        assert torch.allclose(star.loc, want.loc, atol=1e-5)
+        assert torch.allclose(star.log_flux, want.log_flux)
 
 
 def test_augment_images_moves_a_pixel_like_the_catalog():

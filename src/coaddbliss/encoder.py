@@ -18,7 +18,7 @@ from torch import nn
 
 from coaddbliss.errors import InputError
 from coaddbliss.sections import from_sections
-from coaddbliss.variational import N_PARAMS, TileParams, constrain
+from coaddbliss.variational import N_PARAMS, TILE_CAPACITIES, TileParams, constrain
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,13 @@ class EncoderConfig:
     flux_offset: float = 8.0  # added to the flux-mean output: ln(2981 counts), mid-prior
     full_res_channels: int = 0  # > 0: two convs at full resolution before the 2 x 2 unshuffle
     square_channel: bool = False  # a second input channel: 1 on the source square, 0 on the margin
+    tile_capacity: int = 1  # stars a tile can hold: 1 (the paper) or 2 (close pairs in one tile)
 
     def __post_init__(self):
         if self.tile_size % 2 or self.margin % self.tile_size:
             raise InputError("tile_size must be even and margin a multiple of tile_size")
+        if self.tile_capacity not in TILE_CAPACITIES:
+            raise InputError(f"tile_capacity must be one of {TILE_CAPACITIES}")
 
     @property
     def crop_window(self) -> tuple[int, int]:
@@ -102,7 +105,7 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    """Normalized image crop (N, 1, S, S) -> raw tile parameters (N, 7, K, K)."""
+    """Normalized image crop (N, 1, S, S) -> raw tile parameters (N, 7 C, K, K), C stars/tile."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -130,7 +133,9 @@ class Encoder(nn.Module):
         layers += [ResBlock(w) for _ in range(config.n_blocks)]
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.Conv2d(w, w, 1), nn.ReLU(inplace=True), nn.Conv2d(w, N_PARAMS, 1)
+            nn.Conv2d(w, w, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w, N_PARAMS * config.tile_capacity, 1),
         )
         # The convolutions see every tile alike, so a tile on the square's edge would treat a
         # star on that edge as one it shares with the tile beyond, which does not exist, and
@@ -146,13 +151,13 @@ class Encoder(nn.Module):
         return crop(images, self.config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: normalized crops (N, 1, S, S) -> raw parameters (N, 7, K, K)."""
+        """x: normalized crops (N, 1, S, S) -> raw parameters (N, 7 C, K, K)."""
         if self.config.square_channel:
             x = torch.cat([x, self.square.to(x.dtype).expand(len(x), -1, -1, -1)], dim=1)
         h = self.body(x)  # (N, width, S / tile, S / tile)
         t = self.config.margin // self.config.tile_size
         k = self.config.n_side
-        return self.head(h[..., t : t + k, t : t + k])  # (N, 7, K, K)
+        return self.head(h[..., t : t + k, t : t + k])  # (N, 7 C, K, K)
 
     def tile_params(self, x: torch.Tensor) -> TileParams:
         """Constrained q parameters for normalized crops x (N, 1, S, S)."""

@@ -28,7 +28,7 @@ from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes
 from coaddbliss.sections import from_sections
 from coaddbliss.tile_merge import merge_adjacent
-from coaddbliss.variational import constrain, logit_normal_moments
+from coaddbliss.variational import TileParams, constrain, logit_normal_moments
 
 log = logging.getLogger("coaddbliss.infer")
 
@@ -90,6 +90,33 @@ def check_compatible(
         )
 
 
+def _tile_xy(loc_mu: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
+    """Pixel (x, y) of every tile's star (n, K, K, 2): the logit-normal median sigmoid(mu)."""
+    k = loc_mu.shape[-2]
+    origin = np.stack(np.meshgrid(np.arange(k), np.arange(k), indexing="xy"), axis=-1)  # (K, K, 2)
+    return cfg.source_lo + (origin + 1.0 / (1.0 + np.exp(-loc_mu))) * cfg.tile_size
+
+
+def _detections(
+    p: TileParams, prob: np.ndarray, xy: np.ndarray, threshold: float, first_id: int,
+    cfg: EncoderConfig,
+) -> pd.DataFrame:  # fmt: skip
+    """Catalog rows of the tiles whose `prob` (n, K, K) passes `threshold`: one star per tile,
+    read from `p` (one head of the family), located at `xy` (n, K, K, 2) pixels."""
+    img, row, col = np.nonzero(prob > threshold)
+    loc_mu = p.loc_mu.cpu().numpy().astype(np.float64)[img, row, col]  # (D, 2)
+    loc_sd = p.loc_sd.cpu().numpy()[img, row, col]
+    _, u_sd = logit_normal_moments(loc_mu, loc_sd.astype(np.float64))
+    return pd.DataFrame({
+        "image_id": (img + first_id).astype(np.int64),
+        "x": xy[img, row, col, 0], "y": xy[img, row, col, 1],
+        "flux": np.exp(p.flux_mu.cpu().numpy()[img, row, col].astype(np.float64)),
+        "prob": prob[img, row, col],
+        "x_sd": u_sd[:, 0] * cfg.tile_size, "y_sd": u_sd[:, 1] * cfg.tile_size,
+        "log_flux_sd": p.flux_sd.cpu().numpy()[img, row, col].astype(np.float64),
+    })  # fmt: skip
+
+
 def predict_batch(
     enc: LoadedEncoder,
     images: np.ndarray,
@@ -103,6 +130,8 @@ def predict_batch(
 
     `plan`: autocast of the forward pass; None takes the device's own (plan_for).
     `merge_radius`: adjacent tiles placing one star closer than this (px) merge (tile_merge).
+    A two-star family (encoder.tile_capacity 2) adds a tile's second star when
+    q(n = 2) = q(n >= 1) q(n = 2 | n >= 1) passes the threshold; merging moves first stars only.
     """
     plan = plan or plan_for(device)
     model, cfg = enc.model, enc.model.config
@@ -111,26 +140,16 @@ def predict_batch(
         x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
         raw = plan.forward(model, x)  # channels-last, like the loaded model (checkpoint.py)
         p = constrain(raw, cfg.flux_offset)  # fp32 (constrain casts)
-    prob = p.prob.cpu().numpy().astype(np.float64)  # (n, K, K)
-    all_mu = p.loc_mu.cpu().numpy().astype(np.float64)  # (n, K, K, 2)
-    k = prob.shape[-1]
-    origin = np.stack(np.meshgrid(np.arange(k), np.arange(k), indexing="xy"), axis=-1)  # (K, K, 2)
-    # star position of every tile: the logit-normal median sigmoid(mu), in pixels (x, y)
-    all_xy = cfg.source_lo + (origin + 1.0 / (1.0 + np.exp(-all_mu))) * cfg.tile_size
-    prob = merge_adjacent(prob, all_xy, merge_radius)
-    img, row, col = np.nonzero(prob > threshold)
-    loc_mu = all_mu[img, row, col]  # (D, 2)
-    loc_sd = p.loc_sd.cpu().numpy()[img, row, col]
-    _, u_sd = logit_normal_moments(loc_mu, loc_sd.astype(np.float64))
-    xy = all_xy[img, row, col]  # (D, 2) pixels
-    return pd.DataFrame({
-        "image_id": (img + first_id).astype(np.int64),
-        "x": xy[:, 0], "y": xy[:, 1],
-        "flux": np.exp(p.flux_mu.cpu().numpy()[img, row, col].astype(np.float64)),
-        "prob": prob[img, row, col],
-        "x_sd": u_sd[:, 0] * cfg.tile_size, "y_sd": u_sd[:, 1] * cfg.tile_size,
-        "log_flux_sd": p.flux_sd.cpu().numpy()[img, row, col].astype(np.float64),
-    })  # fmt: skip
+    prob = p.prob.cpu().numpy().astype(np.float64)  # (n, K, K) q(n >= 1)
+    xy = _tile_xy(p.loc_mu.cpu().numpy().astype(np.float64), cfg)  # (n, K, K, 2) pixels
+    rows = [_detections(p, merge_adjacent(prob, xy, merge_radius), xy, threshold, first_id, cfg)]
+    if p.second is not None:
+        s = p.second
+        prob2 = prob * s.prob.cpu().numpy().astype(np.float64)  # q(n = 2)
+        xy2 = _tile_xy(s.loc_mu.cpu().numpy().astype(np.float64), cfg)
+        rows.append(_detections(s, prob2, xy2, threshold, first_id, cfg))
+    return pd.concat(rows, ignore_index=True).sort_values("image_id", kind="stable",
+                                                          ignore_index=True)  # fmt: skip
 
 
 def catalog_batch(

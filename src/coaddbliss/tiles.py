@@ -1,9 +1,10 @@
 """Tile geometry and truth-to-tile assignment (docs/method.md §5).
 
 The source square [lo, hi)^2 is cut into K x K tiles of `size` x `size` pixels (10 x 10 tiles of
-4 x 4 px for the paper). A tile holds at most one star: when several truth stars fall in one
-tile, the brightest is the training target and the others are dropped from the target only
-(~1.5 % of stars under the prior of docs/method.md §4). Locations are tile-normalized:
+4 x 4 px for the paper). A tile holds at most `capacity` stars (1 in the paper, 2 with
+`encoder.tile_capacity`): when more truth stars fall in one tile, the brightest are the training
+targets and the others are dropped from the target only (~1.5 % of stars under the prior of
+docs/method.md §4 share a tile with a brighter one). Locations are tile-normalized:
 u = (x - tile_x0) / size in [0, 1), x first then y.
 """
 
@@ -56,28 +57,55 @@ class TileTruth:
     on: torch.Tensor  # (N, K, K) float {0, 1}: tile holds a (kept) star
     loc: torch.Tensor  # (N, K, K, 2) float: tile-normalized (u_x, u_y) in (0, 1); 0.5 where off
     log_flux: torch.Tensor  # (N, K, K) float: ln(flux / counts); 0 where off
-    n_dropped: int  # stars dropped from the target because their tile was taken
+    n_dropped: int  # stars dropped from the target because their tile was full
+    second: TileTruth | None = None  # each tile's second-brightest star (capacity 2)
 
     def __len__(self) -> int:
         return self.on.shape[0]
 
+    def _map(self, f) -> TileTruth:
+        """The same targets with `f` applied to every tensor, the second star's included."""
+        second = None if self.second is None else self.second._map(f)
+        return TileTruth(f(self.on), f(self.loc), f(self.log_flux), self.n_dropped, second)
+
     def subset(self, index: torch.Tensor) -> TileTruth:
         """The targets of images `index` (a 1-d index tensor)."""
-        return TileTruth(self.on[index], self.loc[index], self.log_flux[index], self.n_dropped)
+        return self._map(lambda t: t[index])
+
+    def to(self, device: torch.device) -> TileTruth:
+        """The targets on `device`."""
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
 
-def assign_tiles(truth: pd.DataFrame, n_images: int, grid: TileGrid) -> TileTruth:
+def assign_tiles(
+    truth: pd.DataFrame, n_images: int, grid: TileGrid, capacity: int = 1
+) -> TileTruth:
     """Turn a truth catalog (image_id, x, y, flux) into per-tile targets for `n_images` images.
 
-    Stars on the far edge of the square (x or y == hi, possible only through rounding) go to the
-    last tile; stars outside [lo, hi] are a broken catalog and raise ValueError.
+    Each tile's brightest star is the target; with `capacity` 2 its second-brightest is the
+    target of `second`. Stars on the far edge of the square (x or y == hi, possible only through
+    rounding) go to the last tile; stars outside [lo, hi] are a broken catalog: ValueError.
     """
+    if capacity not in (1, 2):
+        raise ValueError(f"a tile holds 1 or 2 stars, not {capacity}")
     k = grid.n_side
-    on = np.zeros((n_images, k, k), dtype=np.float32)
-    loc = np.full((n_images, k, k, 2), 0.5, dtype=np.float32)
-    log_flux = np.zeros((n_images, k, k), dtype=np.float32)
+
+    def targets(flat: np.ndarray, u: np.ndarray, flux: np.ndarray) -> tuple[torch.Tensor, ...]:
+        on = np.zeros((n_images, k, k), dtype=np.float32)
+        loc = np.full((n_images, k, k, 2), 0.5, dtype=np.float32)
+        log_flux = np.zeros((n_images, k, k), dtype=np.float32)
+        on.reshape(-1)[flat] = 1.0
+        loc.reshape(-1, 2)[flat] = u
+        log_flux.reshape(-1)[flat] = np.log(flux)
+        return torch.from_numpy(on), torch.from_numpy(loc), torch.from_numpy(log_flux)
+
+    def tile_truth(kept: list[tuple[torch.Tensor, ...]], n_dropped: int) -> TileTruth:
+        second = TileTruth(*kept[1], n_dropped) if capacity == 2 else None
+        return TileTruth(*kept[0], n_dropped, second)
+
     if len(truth) == 0:
-        return TileTruth(torch.from_numpy(on), torch.from_numpy(loc), torch.from_numpy(log_flux), 0)
+        nothing = (np.zeros(0, dtype=np.int64), np.zeros((0, 2)), np.ones(0))
+        return tile_truth([targets(*nothing) for _ in range(capacity)], 0)
 
     ids = truth["image_id"].to_numpy(np.int64)
     xy = truth[["x", "y"]].to_numpy(np.float64)  # (S, 2) pixels
@@ -99,22 +127,16 @@ def assign_tiles(truth: pd.DataFrame, n_images: int, grid: TileGrid) -> TileTrut
     col, row = index[:, 0], index[:, 1]
     flat = (ids * k + row) * k + col  # (S,) one number per (image, tile)
 
-    # Brightest first within each tile, then keep the first star of every tile.
+    # Brightest first within each tile; rank 0 is the tile's target, rank 1 its second star.
     order = np.lexsort((-flux, flat))
     flat_sorted = flat[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = flat_sorted[1:] != flat_sorted[:-1]
-    keep = order[first]
-
-    on.reshape(-1)[flat[keep]] = 1.0
-    loc.reshape(-1, 2)[flat[keep]] = u[keep]
-    log_flux.reshape(-1)[flat[keep]] = np.log(flux[keep])
-    return TileTruth(
-        torch.from_numpy(on),
-        torch.from_numpy(loc),
-        torch.from_numpy(log_flux),
-        n_dropped=int(len(order) - len(keep)),
-    )
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = flat_sorted[1:] != flat_sorted[:-1]
+    position = np.arange(len(order))
+    rank = position - np.maximum.accumulate(np.where(starts, position, 0))
+    by_rank = [order[rank == r] for r in range(capacity)]
+    return tile_truth([targets(flat[s], u[s], flux[s]) for s in by_rank],
+                      int((rank >= capacity).sum()))  # fmt: skip
 
 
 def tile_centres_to_pixels(grid: TileGrid, u: torch.Tensor) -> torch.Tensor:
@@ -143,7 +165,10 @@ def flip_targets(truth: TileTruth, flip_x: bool, flip_y: bool, transpose: bool) 
     if flip_y:
         on, log_flux, loc = on.flip(-2), log_flux.flip(-2), loc.flip(-3)
         loc = torch.stack([loc[..., 0], 1 - loc[..., 1]], dim=-1)
-    return TileTruth(on, loc, log_flux, truth.n_dropped)
+    second = None
+    if truth.second is not None:
+        second = flip_targets(truth.second, flip_x, flip_y, transpose)
+    return TileTruth(on, loc, log_flux, truth.n_dropped, second)
 
 
 def augment_images(

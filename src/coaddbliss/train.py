@@ -99,7 +99,7 @@ def load_split(cube_path: str | os.PathLike, truth_path: str | os.PathLike,
     truth = read_catalog(truth_path, kind="truth", n_images=len(cube.data))
     grid = TileGrid(enc.source_lo, enc.source_hi, enc.tile_size)
     try:
-        targets = assign_tiles(truth, len(cube.data), grid)
+        targets = assign_tiles(truth, len(cube.data), grid, enc.tile_capacity)
     except ValueError as err:
         raise InputError(f"{truth_path}: {err}") from err
     images = torch.from_numpy(cube.data)
@@ -117,15 +117,11 @@ def evaluate_loss(model: Encoder, split: Split, device: torch.device, batch_size
         for a in range(0, len(split.x), batch_size):
             idx = torch.arange(a, min(a + batch_size, len(split.x)))
             x = split.x[idx].to(device, non_blocking=True)
-            truth = _to_device(split.truth.subset(idx), device)
+            truth = split.truth.subset(idx).to(device)
             raw = plan.forward(model, x)
             params = constrain(raw, model.config.flux_offset)  # fp32 (constrain casts)
             total += float(favi_loss(params, truth)) * len(idx)
     return total / len(split.x)
-
-
-def _to_device(t: TileTruth, device: torch.device) -> TileTruth:
-    return TileTruth(t.on.to(device), t.loc.to(device), t.log_flux.to(device), t.n_dropped)
 
 
 def code_sources(module: str = "train", package_dir: Path | None = None) -> dict[str, str]:
@@ -251,13 +247,13 @@ def _train(*, train_cube: str, train_truth: str, val_cube: str, val_truth: str, 
             f"{train_cube} (D={train.depth}, BKG={train.background}) and {val_cube} "
             f"(D={val.depth}, BKG={val.background}) do not describe the same survey depth"
         )
-    log.info("train: %d images (%d stars dropped from shared tiles); val: %d images; d = %d",
+    log.info("train: %d images (%d stars dropped from full tiles); val: %d images; d = %d",
              len(train.x), train.truth.n_dropped, len(val.x), train.depth)  # fmt: skip
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if plan.resident:  # no loader: batches are indexed on the device (augmented there too)
-        train = Split(train.x.to(device), _to_device(train.truth, device), train.depth,
+        train = Split(train.x.to(device), train.truth.to(device), train.depth,
                       train.background)  # fmt: skip
 
     def fresh() -> tuple[Encoder, torch.optim.Optimizer, torch.Generator]:
@@ -313,7 +309,7 @@ def _train(*, train_cube: str, train_truth: str, val_cube: str, val_truth: str, 
             if cfg.augment:
                 fx, fy, tr = (bool(v) for v in flips[b])
                 x, truth = augment_images(x, fx, fy, tr), flip_targets(truth, fx, fy, tr)
-            x, truth = x.to(device, non_blocking=True), _to_device(truth, device)
+            x, truth = x.to(device, non_blocking=True), truth.to(device)
             raw = plan.forward(model, x)
             loss = favi_loss(constrain(raw, encoder_config.flux_offset), truth)
             step = (epoch - 1) * steps_per_epoch + b  # stateless schedule: resumes exactly
