@@ -12,7 +12,7 @@
 #   data/{train,val}/seed{seed}/d{d}.fits        training / validation images of one seed, depth
 #   models/d{d}/seed{seed}/encoder.pt            trained encoder (rule train_encoder)
 #   models/d{d}/seed{seed}/history.tsv           per-epoch losses, seconds, device
-#   models/d{d}/seed{seed}/prob_calibration.parquet  q(n = 1) -> P(star) (infer.calibrate_prob)
+#   models/d{d}/seed{seed}/calibration.parquet  prob map and sd scales (infer.calibrate)
 #   catalogs/d{d}/validation/seed{seed}.parquet  encoder candidates of its validation split
 #   catalogs/d{d}/seed{seed}.parquet             encoder catalog of the test split (infer_catalog)
 #   baselines/sep/d{d}.parquet                   classical (SEP) catalog of the test split

@@ -12,6 +12,7 @@ from conftest import REPO
 from encoder_data import make_split
 
 from coaddbliss import infer as infer_module
+from coaddbliss.calibration import CalibrationError, write_calibration
 from coaddbliss.catalog import read_catalog, read_metadata
 from coaddbliss.checkpoint import CheckpointError, load_encoder, save_checkpoint
 from coaddbliss.encoder import EncoderConfig, build_encoder
@@ -23,7 +24,6 @@ from coaddbliss.images import (
     write_cube,
 )
 from coaddbliss.infer import InferConfig, infer_catalog
-from coaddbliss.prob_calibration import CalibrationError, write_calibration
 from coaddbliss.psf import PSF, PSFParams, write_psf_fits
 from coaddbliss.train import TrainConfig
 
@@ -175,7 +175,8 @@ def test_a_checkpoint_older_than_a_new_encoder_key_is_the_default_network(tmp_pa
 def write_map(path, raw, prob, depth=5, seed=1):
     table = pd.DataFrame({"prob_lo": 0.0, "prob_hi": 1.0, "n_detected": 10, "n_matched": 5,
                           "mean_raw": raw, "calibrated": prob})  # fmt: skip
-    write_calibration(table, path, {"depth": depth, "seed": seed})
+    write_calibration(table, path, {"location": 0.5, "log_flux": 2.0},
+                      {"depth": depth, "seed": seed})  # fmt: skip
     return path
 
 
@@ -185,7 +186,7 @@ def test_calibrated_catalog_reports_the_map_and_keeps_q_and_every_row(tmp_path, 
                                loc_raw_sd=0.0, log_flux=8.0)  # fmt: skip
     plain = infer(ckpt, cube, tmp_path / "plain.parquet")
     path = write_map(tmp_path / "cal.parquet", [0.0, 1.0], [0.2, 0.7])
-    cfg = InferConfig(threshold=0.5, calibrate_prob=True)
+    cfg = InferConfig(threshold=0.5, calibrate=True)
     infer_catalog(checkpoint=str(ckpt), cube=str(cube), out=str(tmp_path / "cal_cat.parquet"),
                   infer_config=cfg, encoder_config=SMALL, seed=1, device=CPU,
                   calibration=path)  # fmt: skip
@@ -194,12 +195,14 @@ def test_calibrated_catalog_reports_the_map_and_keeps_q_and_every_row(tmp_path, 
     assert len(cal) == len(plain) == 700  # q > 0.5 decides; calibrated prob 0.5 would not
     assert cal["prob_raw"].to_numpy() == pytest.approx(q, rel=1e-5)
     assert cal["prob"].to_numpy() == pytest.approx(0.2 + q / 2, rel=1e-5)
-    assert read_metadata(tmp_path / "cal_cat.parquet")["prob_calibration"]["file"] == str(path)
+    assert cal["x_sd"].to_numpy() == pytest.approx(0.5 * plain["x_sd"].to_numpy(), rel=1e-6)
+    assert cal["log_flux_sd"].to_numpy() == pytest.approx(2 * plain["log_flux_sd"], rel=1e-6)
+    assert read_metadata(tmp_path / "cal_cat.parquet")["calibration"]["file"] == str(path)
     for name, depth, seed in (("d25", 25, 1), ("seed0", 5, 0)):
         other = write_map(tmp_path / f"{name}.parquet", [0.0, 1.0], [0.2, 0.7], depth, seed)
         with pytest.raises(
             CalibrationError,
-            match=rf"{name}.parquet: prob calibration of the "
+            match=rf"{name}.parquet: calibration of the "
             rf"encoder d = {depth}, seed {seed}, but .* is d = 5, seed 1",
         ):
             infer_catalog(
@@ -212,7 +215,7 @@ def test_calibrated_catalog_reports_the_map_and_keeps_q_and_every_row(tmp_path, 
                 device=CPU,
                 calibration=other,
             )
-    with pytest.raises(ValueError, match="calibrate_prob needs"):
+    with pytest.raises(ValueError, match="calibrate needs"):
         infer_catalog(checkpoint=str(ckpt), cube=str(cube), out=str(tmp_path / "x.parquet"),
                       infer_config=cfg, encoder_config=SMALL, seed=1, device=CPU)  # fmt: skip
     assert not list(tmp_path.glob("*x.parquet*"))

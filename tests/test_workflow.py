@@ -242,8 +242,8 @@ def jobs_using(module, config):
         "infer_catalog": n_d * n_s,
         "infer_candidates": n_d * n_s,
     }
-    if config["infer"]["calibrate_prob"]:  # each encoder's validation catalog and its map
-        encoder |= {"infer_validation": n_d * n_s, "calibrate_prob": n_d * n_s}
+    if config["infer"]["calibrate"]:  # each encoder's validation catalog and its map
+        encoder |= {"infer_validation": n_d * n_s, "calibrate_encoder": n_d * n_s}
     after_scores = {"aggregate_metrics": 1, "figure_metrics": 1, "figure_calibration": 1}
     # the accounting and the curves read every catalog and candidate catalog
     after_catalogs = {

@@ -1,4 +1,4 @@
-"""Fit the prob calibration of an encoder on its validation catalog (coaddbliss.prob_calibration).
+"""Fit the prob calibration of an encoder on its validation catalog (coaddbliss.calibration).
 
 Kept apart from the map itself so that inference, which applies the map, does not import the
 operating-curve code the fit scores with.
@@ -6,11 +6,15 @@ operating-curve code the fit scores with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
+from coaddbliss.calibration import pool_adjacent_violators
+from coaddbliss.matching import match_catalogs
 from coaddbliss.operating_curves import ALL_MAGS, reliability
-from coaddbliss.prob_calibration import pool_adjacent_violators
 
 
 def fit_calibration(
@@ -41,3 +45,44 @@ def fit_calibration(
         "n_matched": table["n_matched"].astype(np.int64),
         "mean_raw": table["mean_prob"], "calibrated": np.clip(calibrated, 0.0, 1.0),
     })  # fmt: skip
+
+
+#: Candidate sd scales of the fit: 0.30-3.00 in steps of 0.002.
+SCALE_GRID = np.round(np.arange(0.3, 3.0 + 1e-9, 0.002), 6)
+
+
+def best_scale(z: np.ndarray, levels: Sequence[float]) -> float:
+    """The scale s of the grid whose intervals |error| <= s z_level sd cover `levels` best
+    (least squares over the levels), from z = |error| / sd of matched detections."""
+    half_widths = norm.ppf(0.5 + np.asarray(levels, float) / 2)  # (L,) in sd
+    z = np.sort(z[np.isfinite(z)])
+    if len(z) == 0:
+        raise ValueError("no matched detection with a finite error / sd to scale sds with")
+    # coverage of every (scale, level): the fraction of z at or below scale x half-width
+    covered = np.searchsorted(z, SCALE_GRID[:, None] * half_widths[None, :], side="right")
+    misfit = ((covered / len(z) - np.asarray(levels)[None, :]) ** 2).sum(axis=1)
+    return float(SCALE_GRID[np.argmin(misfit)])
+
+
+def fit_sd_scales(
+    truth: pd.DataFrame,
+    catalog: pd.DataFrame,
+    n_images: int,
+    *,
+    max_offset: float,
+    levels: Sequence[float],
+) -> dict[str, float]:
+    """One scale per kind of posterior sd (calibration.SD_COLUMNS) from the catalog's matched
+    detections (cut it at the detection threshold first):
+    location pools the x and y errors, log flux uses ln(flux / true flux)."""
+    match = match_catalogs(truth, catalog, n_images, max_offset)
+    t, p = match.true_index, match.pred_index
+
+    def z(pred_col: str, truth_col: str, sd_col: str, log: bool = False) -> np.ndarray:
+        est, true = catalog[pred_col].to_numpy(float)[p], truth[truth_col].to_numpy(float)[t]
+        error = np.log(est) - np.log(true) if log else est - true
+        return np.abs(error) / catalog[sd_col].to_numpy(float)[p]
+
+    location = np.concatenate([z("x", "x", "x_sd"), z("y", "y", "y_sd")])
+    log_flux = z("flux", "flux", "log_flux_sd", log=True)
+    return {"location": best_scale(location, levels), "log_flux": best_scale(log_flux, levels)}

@@ -50,7 +50,7 @@ OPTIONAL_FIELDS = {
         pa.field("detection_pass", pa.int64(), nullable=False),  # 1: the image itself; 2, 3,
         # ...: a residual pass of the encoder (coaddbliss.residual_passes)
         pa.field("prob_raw", pa.float64(), nullable=False),  # q(n = 1) the detection was cut
-        # on, when `prob` is calibrated (coaddbliss.prob_calibration)
+        # on, when `prob` is calibrated (coaddbliss.calibration)
     ],
 }
 #: Columns that may hold NaN (a baseline cannot always fill the posterior scales).

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from coaddbliss.calibration import CalibrationError, calibrate_catalog, read_calibration
 from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.images import ImageCubeError, cube_batches, read_extension
-from coaddbliss.prob_calibration import CalibrationError, calibrate_catalog, read_calibration
 from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes
 from coaddbliss.sections import from_sections
@@ -47,8 +47,8 @@ class InferConfig:
     # earlier one is that star again
     residual_prune_snr: float = 4.0  # a residual detection must keep this flux / sd(flux) in a
     # joint PSF fit with the stars found before it
-    calibrate_prob: bool = False  # `prob` through the encoder's validation-split calibration
-    # (coaddbliss.prob_calibration); False: `prob` is q(n = 1), the paper's
+    calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
+    # its validation split (coaddbliss.calibration); False: q(n = 1) and q's sds, the paper's
     calibration_bins: int = 40  # equal-width q bins of the calibration fit
 
     @classmethod
@@ -226,21 +226,21 @@ def infer_catalog(
     `plan`: autocast of the forward passes; None takes the device's own (plan_for).
     `psf`: the survey PSF (psf.fits), needed by residual passes; `subtract_threshold`: what
     they subtract (None: the catalog's own threshold; the candidate catalogs pass the real one).
-    `calibration`: the encoder's prob calibration file, needed by `infer_config.calibrate_prob`;
-    detections are still cut on q(n = 1), which the catalog keeps as `prob_raw`.
+    `calibration`: the encoder's calibration file, needed by `infer_config.calibrate`; detections
+    are still cut on q(n = 1), which the catalog keeps as `prob_raw`.
     """
-    if infer_config.calibrate_prob and calibration is None:
-        raise ValueError("infer.calibrate_prob needs the encoder's prob calibration file")
+    if infer_config.calibrate and calibration is None:
+        raise ValueError("infer.calibrate needs the encoder's calibration file")
     enc = load_encoder(checkpoint, device)
     header, n_images, batches = cube_batches(cube, infer_config.batch_size)
     check_compatible(enc, checkpoint, cube, header, encoder_config)
-    prob_map = None
-    if infer_config.calibrate_prob:  # refuse another encoder's map before the long loop
-        prob_map, provenance = read_calibration(calibration)
+    calibrated = None
+    if infer_config.calibrate:  # refuse another encoder's calibration before the long loop
+        calibrated, provenance = read_calibration(calibration)
         fitted_for = (provenance.get("depth"), provenance.get("seed"))
         if fitted_for != (enc.depth, int(seed)):
             raise CalibrationError(
-                f"{calibration}: prob calibration of the encoder d = {fitted_for[0]}, seed "
+                f"{calibration}: calibration of the encoder d = {fitted_for[0]}, seed "
                 f"{fitted_for[1]}, but {checkpoint} is d = {enc.depth}, seed {seed}"
             )
     model = None
@@ -259,9 +259,10 @@ def infer_catalog(
         first += len(images)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     calibration_meta = None
-    if prob_map is not None:
-        df = calibrate_catalog(df, prob_map) if "prob" in df.columns else df
-        calibration_meta = {"file": str(calibration), "fitted_on": provenance.get("catalog")}
+    if calibrated is not None:
+        df = calibrate_catalog(df, calibrated) if "prob" in df.columns else df
+        calibration_meta = {"file": str(calibration), "fitted_on": provenance.get("catalog"),
+                            "sd_scale": calibrated.sd_scale}  # fmt: skip
     write_catalog(
         df,
         out,
@@ -276,7 +277,7 @@ def infer_catalog(
             "train": enc.meta["train_config"],
             "checkpoint_epoch": enc.meta.get("epoch"),
             "checkpoint_version": enc.meta["version"],
-            "prob_calibration": calibration_meta,
+            "calibration": calibration_meta,
         },
     )
     log.info("%d detections in %d images (d = %d) -> %s", len(df), n_images, enc.depth, out)

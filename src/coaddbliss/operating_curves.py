@@ -374,7 +374,7 @@ def curves_for_depth(
         rel.append(label(table, method, seed))
 
     # the encoder's detection score is q(n = 1): `prob_raw` when `prob` is calibrated
-    # (coaddbliss.prob_calibration), and its threshold and candidate floor are q's
+    # (coaddbliss.calibration), and its threshold and candidate floor are q's
     runs = [("encoder", seed, cat, encoder_score(cat), config.prob_thresholds, floor, np.inf)
             for seed, (cat, floor) in sorted(encoder.items())]  # fmt: skip
     if sep is not None:

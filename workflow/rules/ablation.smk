@@ -65,8 +65,8 @@ use rule infer_catalog as ablation_infer_catalog with:
         benchmark_path("ablation_infer_catalog", ABLATION_CELL)
     params:
         # encoder_config: infer_catalog's; the ablation compares q(n = 1) itself: its encoders
-        # have no prob calibration (infer.calibrate_prob)
-        infer_config={**config["infer"], "calibrate_prob": False},
+        # have no prob calibration (infer.calibrate)
+        infer_config={**config["infer"], "calibrate": False},
 
 
 use rule score_catalog as ablation_score_catalog with:

@@ -1,13 +1,14 @@
 # Stage 'infer': each trained encoder catalogs the shared test split of its depth
-# (docs/method.md §5, §8). With infer.calibrate_prob, each encoder first catalogs its own
-# validation split, a monotone map q(n = 1) -> P(star) is fitted there (rule calibrate_prob),
-# and every test catalog of the encoder reports the calibrated prob (coaddbliss.prob_calibration).
+# (docs/method.md §5, §8). With infer.calibrate, each encoder first catalogs its own
+# validation split, a monotone map q(n = 1) -> P(star) and one scale per kind of posterior sd
+# are fitted there (rule calibrate_encoder), and every test catalog of the encoder reports the
+# calibrated prob and sds (coaddbliss.calibration).
 
 ENCODER_CATALOG = result_path("catalogs/d{d}/seed{seed}.parquet")
 #: the encoder's catalog of its validation split, cut as the test candidates are
 VALIDATION_CATALOG = result_path("catalogs/d{d}/validation/seed{seed}.parquet")
-PROB_CALIBRATION = result_path("models/d{d}/seed{seed}/prob_calibration.parquet")
-CALIBRATE_PROB = bool(config["infer"]["calibrate_prob"])
+CALIBRATION = result_path("models/d{d}/seed{seed}/calibration.parquet")
+CALIBRATE = bool(config["infer"]["calibrate"])
 
 
 rule infer_catalog:
@@ -15,8 +16,8 @@ rule infer_catalog:
         checkpoint=rules.train_encoder.output.checkpoint,
         cube=IMAGE_CUBE.format(dataset="test", d="{d}"),
         psf=PSF_FITS,  # residual passes render the stars found (infer.residual_passes)
-        # the encoder's prob calibration when infer.calibrate_prob, else nothing
-        calibration=lambda wc: PROB_CALIBRATION.format(**wc) if CALIBRATE_PROB else [],
+        # the encoder's calibration when infer.calibrate, else nothing
+        calibration=lambda wc: CALIBRATION.format(**wc) if CALIBRATE else [],
         code=script_sources("infer_catalog.py"),
     output:
         catalog=ENCODER_CATALOG,
@@ -55,27 +56,29 @@ use rule infer_catalog as infer_validation with:
         infer_config={
             **config["infer"],
             "threshold": config["diagnostics"]["candidate_threshold"],
-            "calibrate_prob": False,
+            "calibrate": False,
         },
         subtract_threshold=config["infer"]["threshold"],  # residual passes subtract detections
 
 
-rule calibrate_prob:
+rule calibrate_encoder:
     input:
         catalog=VALIDATION_CATALOG,
         truth=TRUTH_CATALOG.format(dataset="val/seed{seed}"),
         cube=IMAGE_CUBE.format(dataset="val/seed{seed}", d="{d}"),  # N (header only)
-        code=script_sources("calibrate_prob.py"),
+        code=script_sources("calibrate_encoder.py"),
     output:
-        calibration=PROB_CALIBRATION,
+        calibration=CALIBRATION,
     log:
-        log_path("calibrate_prob", "d{d}", "seed{seed}"),
+        log_path("calibrate_encoder", "d{d}", "seed{seed}"),
     benchmark:
-        benchmark_path("calibrate_prob", "d{d}", "seed{seed}")
+        benchmark_path("calibrate_encoder", "d{d}", "seed{seed}")
     conda:
         "../../envs/analysis.yaml"
     params:
         bins=config["infer"]["calibration_bins"],
+        threshold=config["infer"]["threshold"],  # the sds of the detections the catalog keeps
         max_offset=config["evaluate"]["max_offset"],
+        levels=config["evaluate"]["coverage_levels"],  # the intervals the sd scales fit
     script:
-        "../scripts/calibrate_prob.py"
+        "../scripts/calibrate_encoder.py"

@@ -34,7 +34,7 @@ def main(
 
     `subtract_threshold`: what residual passes subtract, when it is not the catalog's own
     threshold (rules infer_candidates, infer_validation catalog below the detection threshold).
-    `calibration`: the encoder's prob calibration (an empty input without infer.calibrate_prob).
+    `calibration`: the encoder's prob calibration (an empty input without infer.calibrate).
     """
     start = time.perf_counter()
     df = infer_catalog(

@@ -1,9 +1,10 @@
-"""Calibrated detection probabilities: q(n = 1) mapped to the chance a detection is a star.
+"""An encoder calibrated on its validation split: `prob` as the chance a detection is a star,
+and posterior sds whose intervals cover what they claim.
 
 The encoder's `prob` is q(n = 1) of the detection's tile, after adjacent tiles merge a capped sum
 (coaddbliss.tile_merge). Nothing in the training loss makes it the fraction of detections that
 are real stars, and the reliability diagram shows that it is not (docs/diagnostics.md). With
-`infer.calibrate_prob` each encoder gets a monotone map, fitted on its own validation split
+`infer.calibrate` each encoder gets a monotone map, fitted on its own validation split
 (docs/method.md §5; the fit: coaddbliss.calibration_fit):
 
 1. the validation images are cataloged exactly as the test candidates are (every detection with
@@ -17,6 +18,12 @@ are real stars, and the reliability diagram shows that it is not (docs/diagnosti
 
 The detection threshold stays on q: calibration changes no detection, only what `prob` says.
 The catalog then keeps q as `prob_raw`.
+
+The posterior sds get one scale each, for location (x_sd, y_sd) and for ln flux: the scale that
+brings the coverage of the central intervals of the validation split's matched detections (the
+detections the catalog keeps, q above `infer.threshold`) closest to their nominal levels
+(`evaluate.coverage_levels`). FAVI fits the forward KL, which spreads q over every plausible
+value: its sds come out wide (docs/encoder.md).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import pyarrow as pa
 from coaddbliss.errors import InputError
 from coaddbliss.parquet import read_provenance, read_table, write_table
 
-#: models/d{d}/seed{s}/prob_calibration.parquet: one row per q bin with detections.
+#: models/d{d}/seed{s}/calibration.parquet: one row per q bin with detections.
 CALIBRATION_SCHEMA = pa.schema(
     [
         pa.field("prob_lo", pa.float64(), nullable=False),  # bin of q(n = 1), [lo, hi)
@@ -98,25 +105,51 @@ def calibration_map(table: pd.DataFrame) -> ProbCalibration:
     return ProbCalibration(table["mean_raw"].to_numpy(float), table["calibrated"].to_numpy(float))
 
 
+#: The posterior sds a calibration scales, by the name of their scale in the file's metadata.
+SD_COLUMNS = {"location": ("x_sd", "y_sd"), "log_flux": ("log_flux_sd",)}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a calibration file holds: the prob map and one scale per kind of posterior sd."""
+
+    prob: ProbCalibration
+    sd_scale: dict[str, float]  # SD_COLUMNS key -> factor applied to those sds
+
+    def __post_init__(self) -> None:
+        if set(self.sd_scale) != set(SD_COLUMNS):
+            raise ValueError(f"sd scales must be given for {sorted(SD_COLUMNS)}")
+        if not all(np.isfinite(v) and v > 0 for v in self.sd_scale.values()):
+            raise ValueError(f"sd scales must be finite and positive, not {self.sd_scale}")
+
+
 def write_calibration(
-    table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    sd_scale: dict[str, float],
+    metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Write a calibration table atomically, after checking that it is a valid map."""
-    calibration_map(table)
-    write_table(table, path, CALIBRATION_SCHEMA, metadata)
+    """Write a calibration (prob table, sd scales) atomically, after checking that it is valid."""
+    Calibration(calibration_map(table), sd_scale)
+    write_table(table, path, CALIBRATION_SCHEMA, {**(metadata or {}), "sd_scale": sd_scale})
 
 
-def read_calibration(path: str | os.PathLike) -> tuple[ProbCalibration, dict[str, Any]]:
-    """(map, provenance) of a calibration file; CalibrationError names the file and the fault."""
-    table = read_table(path, CALIBRATION_SCHEMA, what="prob calibration", error=CalibrationError)
+def read_calibration(path: str | os.PathLike) -> tuple[Calibration, dict[str, Any]]:
+    """(calibration, provenance) of a file; CalibrationError names the file and the fault."""
+    table = read_table(path, CALIBRATION_SCHEMA, what="calibration", error=CalibrationError)
+    provenance = read_provenance(path, error=CalibrationError)
     try:
-        calibration = calibration_map(table)
-    except ValueError as err:
-        raise CalibrationError(f"{path}: not a valid prob calibration ({err})") from err
-    return calibration, read_provenance(path, error=CalibrationError)
+        scales = {k: float(v) for k, v in provenance.get("sd_scale", {}).items()}
+        calibration = Calibration(calibration_map(table), scales)
+    except (ValueError, TypeError) as err:
+        raise CalibrationError(f"{path}: not a valid calibration ({err})") from err
+    return calibration, provenance
 
 
-def calibrate_catalog(catalog: pd.DataFrame, calibration: ProbCalibration) -> pd.DataFrame:
-    """`catalog` with `prob` calibrated and q(n = 1) kept as `prob_raw` (rows unchanged)."""
+def calibrate_catalog(catalog: pd.DataFrame, calibration: Calibration) -> pd.DataFrame:
+    """`catalog` with `prob` calibrated, q(n = 1) kept as `prob_raw`, its sds scaled (rows
+    unchanged)."""
     raw = catalog["prob"].to_numpy(float)
-    return catalog.assign(prob=calibration(raw), prob_raw=raw)
+    scaled = {col: catalog[col] * calibration.sd_scale[kind]
+              for kind, cols in SD_COLUMNS.items() for col in cols}  # fmt: skip
+    return catalog.assign(prob=calibration.prob(raw), prob_raw=raw, **scaled)

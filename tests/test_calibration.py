@@ -1,5 +1,6 @@
-"""prob calibration: isotonic regression against its min-max formula, the fit on hand-built
-catalogs whose matched fractions are set by construction, the file's checks."""
+"""Calibration: isotonic regression against its min-max formula, the prob fit on hand-built
+catalogs whose matched fractions are set by construction, sd scales against Gaussian errors of
+known spread, the file's checks."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coaddbliss.calibration_fit import fit_calibration
-from coaddbliss.prob_calibration import (
+from coaddbliss.calibration import (
+    Calibration,
     CalibrationError,
     ProbCalibration,
     calibrate_catalog,
@@ -19,6 +20,7 @@ from coaddbliss.prob_calibration import (
     read_calibration,
     write_calibration,
 )
+from coaddbliss.calibration_fit import best_scale, fit_calibration, fit_sd_scales
 from coaddbliss.units import mag_to_flux
 
 
@@ -103,33 +105,77 @@ def test_a_second_detection_of_a_found_star_counts_against_its_bin():
     assert table["calibrated"].to_numpy() == pytest.approx([0.0, 1.0])
 
 
-def test_calibrated_catalog_keeps_its_rows_and_q():
-    cat = pd.DataFrame({"image_id": [0, 1, 2], "prob": [0.1, 0.5, 0.9], "x": [1.0, 2.0, 3.0]})
-    out = calibrate_catalog(cat, ProbCalibration(np.array([0.1, 0.9]), np.array([0.3, 0.7])))
+SCALES = {"location": 0.8, "log_flux": 1.25}
+
+
+def test_calibrated_catalog_keeps_its_rows_and_q_and_scales_its_sds():
+    cat = pd.DataFrame({"image_id": [0, 1, 2], "prob": [0.1, 0.5, 0.9], "x": [1.0, 2.0, 3.0],
+                        "x_sd": [0.1, 0.2, 0.3], "y_sd": [0.5, 0.5, 0.5],
+                        "log_flux_sd": [0.2, 0.4, 0.8]})  # fmt: skip
+    cal = Calibration(ProbCalibration(np.array([0.1, 0.9]), np.array([0.3, 0.7])), SCALES)
+    out = calibrate_catalog(cat, cal)
     assert out["prob_raw"].to_numpy() == pytest.approx([0.1, 0.5, 0.9])
     assert out["prob"].to_numpy() == pytest.approx([0.3, 0.5, 0.7])
+    assert out["x_sd"].to_numpy() == pytest.approx([0.08, 0.16, 0.24])
+    assert out["y_sd"].to_numpy() == pytest.approx([0.4, 0.4, 0.4])
+    assert out["log_flux_sd"].to_numpy() == pytest.approx([0.25, 0.5, 1.0])
     pd.testing.assert_frame_equal(out[["image_id", "x"]], cat[["image_id", "x"]])
+    with pytest.raises(ValueError, match="positive"):
+        Calibration(cal.prob, {"location": 0.0, "log_flux": 1.0})
+    with pytest.raises(ValueError, match="given for"):
+        Calibration(cal.prob, {"location": 1.0})
+
+
+def test_sd_scale_recovers_the_spread_of_gaussian_errors():
+    """Errors drawn with sd 0.7 x the claimed sd: the fitted scale is 0.7 within its sampling
+    noise, and the scaled intervals cover every level."""
+    rng = np.random.default_rng(5)
+    sd = rng.uniform(0.05, 0.5, size=20000)
+    z = np.abs(rng.normal(0.0, 0.7 * sd)) / sd
+    levels = [0.1, 0.5, 0.9]
+    assert best_scale(z, levels) == pytest.approx(0.7, abs=0.015)
+    with pytest.raises(ValueError, match="no matched"):
+        best_scale(np.array([np.inf, np.nan]), levels)
+
+
+def test_sd_scales_fit_matched_detections_per_kind():
+    rng = np.random.default_rng(6)
+    n = 4000
+    truth = pd.DataFrame({"image_id": np.arange(n), "x": 40.0, "y": 40.0,
+                          "flux": rng.uniform(1e3, 1e4, size=n)})  # fmt: skip
+    pred = pd.DataFrame({
+        "image_id": np.arange(n), "x_sd": 0.1, "y_sd": 0.1, "log_flux_sd": 0.1,
+        "x": 40.0 + rng.normal(0, 0.15, size=n), "y": 40.0 + rng.normal(0, 0.15, size=n),
+        "flux": truth["flux"] * np.exp(rng.normal(0, 0.05, size=n)), "prob": 0.9,
+    })  # fmt: skip
+    scales = fit_sd_scales(truth, pred, n, max_offset=1.0, levels=[0.5, 0.9])
+    assert scales["location"] == pytest.approx(1.5, abs=0.05)  # claimed 0.1, errors 0.15
+    assert scales["log_flux"] == pytest.approx(0.5, abs=0.02)  # claimed 0.1, errors 0.05
 
 
 def test_file_round_trip_and_faults_name_the_file(tmp_path):
     truth, pred, n = hand_built([(0.2, 10, 3), (0.8, 10, 9)])
     table = fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0)
-    path = tmp_path / "prob_calibration.parquet"
-    write_calibration(table, path, {"depth": 5, "seed": 1})
+    path = tmp_path / "calibration.parquet"
+    write_calibration(table, path, SCALES, {"depth": 5, "seed": 1})
     cal, meta = read_calibration(path)
     assert (meta["depth"], meta["seed"]) == (5, 1)
-    assert cal([0.2, 0.8]) == pytest.approx([0.3, 0.9])
-    with pytest.raises(CalibrationError, match="missing.parquet: prob calibration not found"):
+    assert cal.prob([0.2, 0.8]) == pytest.approx([0.3, 0.9])
+    assert cal.sd_scale == SCALES
+    with pytest.raises(CalibrationError, match="missing.parquet: calibration not found"):
         read_calibration(tmp_path / "missing.parquet")
     bad = tmp_path / "bad.parquet"
     table.drop(columns="calibrated").to_parquet(bad)
-    with pytest.raises(CalibrationError, match=r"bad.parquet: prob calibration lacks .*calibrated"):
+    with pytest.raises(CalibrationError, match=r"bad.parquet: calibration lacks .*calibrated"):
         read_calibration(bad)
     table.assign(calibrated=[0.9, 0.3]).to_parquet(bad)  # decreasing: not a calibration
-    with pytest.raises(CalibrationError, match="bad.parquet: not a valid prob calibration"):
+    with pytest.raises(CalibrationError, match="bad.parquet: not a valid calibration"):
+        read_calibration(bad)
+    table.to_parquet(bad)  # a valid table without the sd scales
+    with pytest.raises(CalibrationError, match="bad.parquet: not a valid calibration .*sd scales"):
         read_calibration(bad)
     with pytest.raises(ValueError, match="never decrease"):  # nor is it ever written
-        write_calibration(table.assign(calibrated=[0.9, 0.3]), tmp_path / "never.parquet")
+        write_calibration(table.assign(calibrated=[0.9, 0.3]), tmp_path / "never.parquet", SCALES)
     assert not (tmp_path / "never.parquet").exists()
 
 
