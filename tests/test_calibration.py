@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from coaddbliss.calibration import (
+    BandedProbCalibration,
     Calibration,
     CalibrationError,
     ProbCalibration,
@@ -63,17 +64,19 @@ def test_map_interpolates_and_is_flat_beyond_its_knots():
             ProbCalibration(np.array(raw), np.array(prob))
 
 
-def hand_built(groups: list[tuple[float, int, int]]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def hand_built(
+    groups: list[tuple[float, int, int]], mag: float = 22.0
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(truth, detections, N): per group (q, detections, of which on a star), each detection in
     an image of its own with one star at (20, 20); a real detection sits 0.2 px from the star, a
-    false one 20 px away. Matched fractions are then known by construction."""
+    false one 20 px away; every magnitude `mag`. Matched fractions are known by construction."""
     truth, pred = [], []
     image = 0
     for q, n, real in groups:
         for i in range(n):
-            truth.append((image, 20.0, 20.0, 22.0))
+            truth.append((image, 20.0, 20.0, mag))
             xy = 20.2 if i < real else 40.0
-            pred.append((image, xy, xy, 22.0, q))
+            pred.append((image, xy, xy, mag, q))
             image += 1
     truth_df = pd.DataFrame(truth, columns=["image_id", "x", "y", "mag"])
     pred_df = pd.DataFrame(pred, columns=["image_id", "x", "y", "mag", "prob"])
@@ -96,6 +99,33 @@ def test_fit_recovers_the_matched_fractions_and_pools_a_violation():
     assert cal([0.12, 0.22]) == pytest.approx([0.12, 0.41])
 
 
+def test_each_magnitude_band_gets_its_own_map():
+    """At the same q, bright detections are stars 90 % of the time and faint ones 40 %: a map
+    per band recovers each rate, and the catalog's own flux picks the band."""
+    bright_truth, bright, n_bright = hand_built([(0.6, 50, 45)], mag=21.0)
+    faint_truth, faint, n_faint = hand_built([(0.6, 50, 20)], mag=22.9)
+    shift = {"image_id": lambda df: df["image_id"] + n_bright}
+    truth = pd.concat([bright_truth, faint_truth.assign(**shift)], ignore_index=True)
+    pred = pd.concat([bright, faint.assign(**shift)], ignore_index=True)
+    n = n_bright + n_faint
+    table = fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0, mag_edges=[22.4])
+    assert table[["mag_lo", "mag_hi"]].drop_duplicates().values.tolist() == [
+        [-np.inf, 22.4], [22.4, np.inf]]  # fmt: skip
+    assert table["calibrated"].to_numpy() == pytest.approx([0.9, 0.4])
+    one_map = fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0)
+    assert one_map["calibrated"].to_numpy() == pytest.approx([0.65])
+    cal = Calibration(calibration_map(table), SCALES)
+    sds = {"x_sd": 0.1, "y_sd": 0.1, "log_flux_sd": 0.1}
+    out = calibrate_catalog(pred.assign(**sds), cal)
+    assert out["prob"].to_numpy() == pytest.approx([0.9] * 50 + [0.4] * 50)
+    with pytest.raises(ValueError, match="needs the magnitudes"):
+        cal.prob([0.6])
+    with pytest.raises(ValueError, match="no validation detection of 23.5-inf mag"):
+        fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0, mag_edges=[22.4, 23.5])
+    with pytest.raises(ValueError, match="must increase"):
+        fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0, mag_edges=[22.4, 22.0])
+
+
 def test_a_second_detection_of_a_found_star_counts_against_its_bin():
     truth, pred, n = hand_built([(0.9, 20, 20)])
     # every star claimed again at q = 0.3, closer than the first claim: the same star twice
@@ -110,16 +140,19 @@ SCALES = {"location": 0.8, "log_flux": 1.25}
 
 def test_calibrated_catalog_keeps_its_rows_and_q_and_scales_its_sds():
     cat = pd.DataFrame({"image_id": [0, 1, 2], "prob": [0.1, 0.5, 0.9], "x": [1.0, 2.0, 3.0],
-                        "x_sd": [0.1, 0.2, 0.3], "y_sd": [0.5, 0.5, 0.5],
+                        "flux": 1e3, "x_sd": [0.1, 0.2, 0.3], "y_sd": [0.5, 0.5, 0.5],
                         "log_flux_sd": [0.2, 0.4, 0.8]})  # fmt: skip
-    cal = Calibration(ProbCalibration(np.array([0.1, 0.9]), np.array([0.3, 0.7])), SCALES)
+    one_band = ((-np.inf, np.inf, ProbCalibration(np.array([0.1, 0.9]), np.array([0.3, 0.7]))),)
+    cal = Calibration(BandedProbCalibration(one_band), SCALES)
     out = calibrate_catalog(cat, cal)
     assert out["prob_raw"].to_numpy() == pytest.approx([0.1, 0.5, 0.9])
     assert out["prob"].to_numpy() == pytest.approx([0.3, 0.5, 0.7])
     assert out["x_sd"].to_numpy() == pytest.approx([0.08, 0.16, 0.24])
     assert out["y_sd"].to_numpy() == pytest.approx([0.4, 0.4, 0.4])
     assert out["log_flux_sd"].to_numpy() == pytest.approx([0.25, 0.5, 1.0])
-    pd.testing.assert_frame_equal(out[["image_id", "x"]], cat[["image_id", "x"]])
+    pd.testing.assert_frame_equal(out[["image_id", "x", "flux"]], cat[["image_id", "x", "flux"]])
+    with pytest.raises(ValueError, match="tile"):  # bands that leave magnitudes uncovered
+        BandedProbCalibration(((-np.inf, 22.0, one_band[0][2]), (22.4, np.inf, one_band[0][2])))
     with pytest.raises(ValueError, match="positive"):
         Calibration(cal.prob, {"location": 0.0, "log_flux": 1.0})
     with pytest.raises(ValueError, match="given for"):

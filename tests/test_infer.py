@@ -173,7 +173,8 @@ def test_a_checkpoint_older_than_a_new_encoder_key_is_the_default_network(tmp_pa
 
 
 def write_map(path, raw, prob, depth=5, seed=1):
-    table = pd.DataFrame({"prob_lo": 0.0, "prob_hi": 1.0, "n_detected": 10, "n_matched": 5,
+    table = pd.DataFrame({"mag_lo": -np.inf, "mag_hi": np.inf,
+                          "prob_lo": 0.0, "prob_hi": 1.0, "n_detected": 10, "n_matched": 5,
                           "mean_raw": raw, "calibrated": prob})  # fmt: skip
     write_calibration(table, path, {"location": 0.5, "log_flux": 2.0},
                       {"depth": depth, "seed": seed})  # fmt: skip

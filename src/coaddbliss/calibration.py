@@ -9,12 +9,15 @@ are real stars, and the reliability diagram shows that it is not (docs/diagnosti
 
 1. the validation images are cataloged exactly as the test candidates are (every detection with
    q(n = 1) above `diagnostics.candidate_threshold`, merging and residual passes as configured);
-2. the detections are binned by q on `infer.calibration_bins` equal-width bins of [0, 1]; a bin
-   scores the stars its detections add when the cut is lowered across it
-   (operating_curves.reliability: a second detection of a claimed star counts as false);
-3. the bins' matched fractions are made non-decreasing in q by pooling adjacent violators
+2. the detections are split into bands of estimated magnitude at `infer.calibration_mag_edges`
+   (a faint detection is a star at another rate than a bright one of the same q), and binned by
+   q on `infer.calibration_bins` equal-width bins of [0, 1]; a bin scores the stars its
+   detections add when the cut is lowered across it (operating_curves.reliability: a second
+   detection of a claimed star counts as false);
+3. each band's matched fractions are made non-decreasing in q by pooling adjacent violators
    (isotonic regression weighted by detections);
-4. the map interpolates linearly between the bins' mean q, and is flat beyond the first and last.
+4. each band's map interpolates linearly between its bins' mean q, flat beyond the first and
+   last.
 
 The detection threshold stays on q: calibration changes no detection, only what `prob` says.
 The catalog then keeps q as `prob_raw`.
@@ -38,10 +41,13 @@ import pyarrow as pa
 
 from coaddbliss.errors import InputError
 from coaddbliss.parquet import read_provenance, read_table, write_table
+from coaddbliss.units import flux_to_mag
 
-#: models/d{d}/seed{s}/calibration.parquet: one row per q bin with detections.
+#: models/d{d}/seed{s}/calibration.parquet: one row per (magnitude band, q bin) with detections.
 CALIBRATION_SCHEMA = pa.schema(
     [
+        pa.field("mag_lo", pa.float64(), nullable=False),  # band of estimated magnitude, [lo,
+        pa.field("mag_hi", pa.float64(), nullable=False),  # hi); -inf and inf at the ends
         pa.field("prob_lo", pa.float64(), nullable=False),  # bin of q(n = 1), [lo, hi)
         pa.field("prob_hi", pa.float64(), nullable=False),
         pa.field("n_detected", pa.int64(), nullable=False),  # validation detections in the bin
@@ -100,9 +106,43 @@ class ProbCalibration:
         return np.interp(np.asarray(raw, dtype=float), self.knots_raw, self.knots_prob)
 
 
-def calibration_map(table: pd.DataFrame) -> ProbCalibration:
+@dataclass(frozen=True)
+class BandedProbCalibration:
+    """One ProbCalibration per band of estimated magnitude; the bands tile the whole line."""
+
+    bands: tuple[tuple[float, float, ProbCalibration], ...]  # (mag_lo, mag_hi, map), ascending
+
+    def __post_init__(self) -> None:
+        edges = [(lo, hi) for lo, hi, _ in self.bands]
+        ends_ok = bool(edges) and edges[0][0] == -np.inf and edges[-1][1] == np.inf
+        joined = all(a[1] == b[0] for a, b in zip(edges, edges[1:], strict=False))
+        if not (ends_ok and joined and all(lo < hi for lo, hi in edges)):
+            raise ValueError(f"calibration bands {edges} must tile [-inf, inf) in order")
+
+    def __call__(self, raw: np.ndarray, mag: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities of q(n = 1) values at estimated magnitudes `mag` (same
+        shape; None: a calibration of one band)."""
+        raw = np.asarray(raw, dtype=float)
+        if mag is None:
+            if len(self.bands) != 1:
+                raise ValueError("a calibration with magnitude bands needs the magnitudes")
+            return self.bands[0][2](raw)
+        mag, out = np.asarray(mag, dtype=float), np.empty(raw.shape)
+        for lo, hi, band_map in self.bands:
+            inside = (mag >= lo) & (mag < hi)
+            out[inside] = band_map(raw[inside])
+        return out
+
+
+def calibration_map(table: pd.DataFrame) -> BandedProbCalibration:
     """The map that a calibration table (CALIBRATION_SCHEMA) describes."""
-    return ProbCalibration(table["mean_raw"].to_numpy(float), table["calibrated"].to_numpy(float))
+    bands = []
+    for (lo, hi), band in table.groupby(["mag_lo", "mag_hi"], sort=True):
+        knots = ProbCalibration(
+            band["mean_raw"].to_numpy(float), band["calibrated"].to_numpy(float)
+        )
+        bands.append((float(lo), float(hi), knots))
+    return BandedProbCalibration(tuple(bands))
 
 
 #: The posterior sds a calibration scales, by the name of their scale in the file's metadata.
@@ -113,7 +153,7 @@ SD_COLUMNS = {"location": ("x_sd", "y_sd"), "log_flux": ("log_flux_sd",)}
 class Calibration:
     """What a calibration file holds: the prob map and one scale per kind of posterior sd."""
 
-    prob: ProbCalibration
+    prob: BandedProbCalibration
     sd_scale: dict[str, float]  # SD_COLUMNS key -> factor applied to those sds
 
     def __post_init__(self) -> None:
@@ -150,6 +190,7 @@ def calibrate_catalog(catalog: pd.DataFrame, calibration: Calibration) -> pd.Dat
     """`catalog` with `prob` calibrated, q(n = 1) kept as `prob_raw`, its sds scaled (rows
     unchanged)."""
     raw = catalog["prob"].to_numpy(float)
+    mag = flux_to_mag(catalog["flux"].to_numpy(float))  # the catalog's own, estimated
     scaled = {col: catalog[col] * calibration.sd_scale[kind]
               for kind, cols in SD_COLUMNS.items() for col in cols}  # fmt: skip
-    return catalog.assign(prob=calibration.prob(raw), prob_raw=raw, **scaled)
+    return catalog.assign(prob=calibration.prob(raw, mag), prob_raw=raw, **scaled)

@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 from coaddbliss.calibration import pool_adjacent_violators
 from coaddbliss.matching import match_catalogs
-from coaddbliss.operating_curves import ALL_MAGS, reliability
+from coaddbliss.operating_curves import reliability
 
 
 def fit_calibration(
@@ -24,22 +24,31 @@ def fit_calibration(
     *,
     n_bins: int,
     max_offset: float,
+    mag_edges: Sequence[float] = (),
 ) -> pd.DataFrame:
     """The calibration table (CALIBRATION_SCHEMA) of a validation catalog against its truth.
 
     `candidates`: the encoder's catalog of the validation images, `prob` = q(n = 1) (not yet
-    calibrated), cut low enough to hold every q the map will be asked about.
+    calibrated), cut low enough to hold every q the map will be asked about. `mag_edges`: the
+    edges of the bands of estimated magnitude that get a map each (none: one map).
     """
-    if len(candidates) == 0:
-        raise ValueError("no validation detections to calibrate prob with")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    table = reliability(
-        truth, candidates, n_images, edges=edges, max_offset=max_offset, mag_ranges=(ALL_MAGS,)
-    )
+    edges = [-np.inf, *map(float, mag_edges), np.inf]
+    if any(a >= b for a, b in zip(edges, edges[1:], strict=False)):
+        raise ValueError(f"calibration magnitude edges {list(mag_edges)} must increase")
+    bands = list(zip(edges, edges[1:], strict=False))
+    table = reliability(truth, candidates, n_images, edges=np.linspace(0.0, 1.0, n_bins + 1),
+                        max_offset=max_offset, mag_ranges=bands)  # fmt: skip
     table = table[table["n_detected"] > 0].reset_index(drop=True)
-    fraction = table["n_matched"] / table["n_detected"]
-    calibrated = pool_adjacent_violators(fraction.to_numpy(), table["n_detected"].to_numpy())
+    for lo, hi in bands:
+        if not ((table["mag_lo"] == lo) & (table["mag_hi"] == hi)).any():
+            raise ValueError(f"no validation detection of {lo}-{hi} mag to calibrate prob with")
+    calibrated = np.concatenate([
+        pool_adjacent_violators((band["n_matched"] / band["n_detected"]).to_numpy(),
+                                band["n_detected"].to_numpy())
+        for _, band in table.groupby(["mag_lo", "mag_hi"], sort=False)
+    ])  # fmt: skip
     return pd.DataFrame({
+        "mag_lo": table["mag_lo"], "mag_hi": table["mag_hi"],
         "prob_lo": table["prob_lo"], "prob_hi": table["prob_hi"],
         "n_detected": table["n_detected"].astype(np.int64),
         "n_matched": table["n_matched"].astype(np.int64),

@@ -50,6 +50,7 @@ class InferConfig:
     calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
     # its validation split (coaddbliss.calibration); False: q(n = 1) and q's sds, the paper's
     calibration_bins: int = 40  # equal-width q bins of the calibration fit
+    calibration_mag_edges: tuple[float, ...] = (22.4,)  # estimated-magnitude bands, one map each
 
     @classmethod
     def from_config(cls, infer_config: dict) -> InferConfig:

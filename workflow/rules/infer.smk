@@ -77,6 +77,7 @@ rule calibrate_encoder:
         "../../envs/analysis.yaml"
     params:
         bins=config["infer"]["calibration_bins"],
+        mag_edges=config["infer"]["calibration_mag_edges"],
         threshold=config["infer"]["threshold"],  # the sds of the detections the catalog keeps
         max_offset=config["evaluate"]["max_offset"],
         levels=config["evaluate"]["coverage_levels"],  # the intervals the sd scales fit
