@@ -3,6 +3,8 @@
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 import logging
 
+import numpy as np
+
 from coaddbliss.calibration import calibration_map, write_calibration
 from coaddbliss.calibration_fit import fit_calibration, fit_sd_scales
 from coaddbliss.catalog import read_catalog, read_metadata
@@ -47,12 +49,10 @@ def main(
              d, seed, int(table["n_detected"].sum()), scales["location"],
              scales["log_flux"])  # fmt: skip
     for lo, hi, band_map in calibration_map(table).bands:
-        LOG.info(
-            "estimated mag %s-%s: calibrated prob at q = 0.1 / 0.3 / 0.5 / 0.7 / 0.9: %s",
-            lo,
-            hi,
-            " / ".join(f"{p:.2f}" for p in band_map([0.1, 0.3, 0.5, 0.7, 0.9])),
-        )
+        band = f"< {hi}" if lo == -np.inf else f">= {lo}" if hi == np.inf else f"{lo}-{hi}"
+        at = " / ".join(f"{p:.2f}" for p in band_map([0.1, 0.3, 0.5, 0.7, 0.9]))
+        LOG.info("estimated mag %s: calibrated prob at q = 0.1 / 0.3 / 0.5 / 0.7 / 0.9: %s",
+                 band, at)  # fmt: skip
 
 
 if __name__ == "__main__":
