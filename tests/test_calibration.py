@@ -120,10 +120,28 @@ def test_each_magnitude_band_gets_its_own_map():
     assert out["prob"].to_numpy() == pytest.approx([0.9] * 50 + [0.4] * 50)
     with pytest.raises(ValueError, match="needs the magnitudes"):
         cal.prob([0.6])
-    with pytest.raises(ValueError, match="no validation detection of 23.5-inf mag"):
-        fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0, mag_edges=[22.4, 23.5])
     with pytest.raises(ValueError, match="must increase"):
         fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0, mag_edges=[22.4, 22.0])
+
+
+def test_thin_validation_sets_fall_back_with_a_warning(caplog):
+    """A band without validation detections takes the map of every magnitude; a catalog with no
+    detection at all keeps q; no matched detection keeps the sds: each with a warning."""
+    truth, pred, n = hand_built([(0.3, 20, 10), (0.8, 20, 18)], mag=21.0)
+    table = fit_calibration(truth, pred, n, n_bins=10, max_offset=1.0, mag_edges=[22.4])
+    assert "no validation detection of 22.4-inf mag" in caplog.text
+    cal = calibration_map(table)
+    assert cal([0.3, 0.8], [21.0, 22.9]) == pytest.approx([0.5, 0.9])  # the faint band: all's
+    caplog.clear()
+    empty = fit_calibration(truth, pred.iloc[:0], n, n_bins=10, max_offset=1.0, mag_edges=[22.4])
+    assert "prob stays q(n = 1)" in caplog.text
+    assert calibration_map(empty)([0.1, 0.7], [21.0, 23.0]) == pytest.approx([0.1, 0.7])
+    far = pred.assign(x=60.0, x_sd=0.1, y_sd=0.1, log_flux_sd=0.1)  # nothing matched
+    assert fit_sd_scales(truth, far, n, max_offset=1.0, levels=[0.5]) == {
+        "location": 1.0,
+        "log_flux": 1.0,
+    }
+    assert "sds stay q's" in caplog.text
 
 
 def test_a_second_detection_of_a_found_star_counts_against_its_bin():
