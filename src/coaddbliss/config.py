@@ -132,7 +132,8 @@ def check_ablation(config: dict[str, Any]) -> None:
 
 
 def check_diagnostics(config: dict[str, Any]) -> None:
-    """Candidates below the detection thresholds (a superset of the detections); bins ordered."""
+    """Candidates below the detection thresholds (a superset of the detections); bins and
+    calibration bands ordered."""
     diagnostics = config["diagnostics"]
     for key, main_key in (
         ("candidate_threshold", "infer.threshold"),
@@ -149,6 +150,9 @@ def check_diagnostics(config: dict[str, Any]) -> None:
     edges = diagnostics["mag_edges"]
     if any(not lo < hi for lo, hi in zip(edges[:-1], edges[1:], strict=False)):
         _fail("diagnostics.mag_edges", f"({edges}) must increase")
+    edges = config["infer"]["calibration_mag_edges"]  # bands of the calibration (docs/method.md §5)
+    if any(not lo < hi for lo, hi in zip(edges[:-1], edges[1:], strict=False)):
+        _fail("infer.calibration_mag_edges", f"({edges}) must increase")
 
 
 def check_curves(config: dict[str, Any]) -> None:
