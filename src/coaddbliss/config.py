@@ -50,12 +50,18 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> N
     check_prior(config)
     check_ranges(config)
     check_ablation(config)
+    check_infer(config)
     check_diagnostics(config)
     check_curves(config)
 
 
 def _fail(key: str, message: str) -> None:
     raise ConfigError(f"config key {key!r} {message}")
+
+
+def _require_increasing(key: str, edges: list[float]) -> None:
+    if any(not lo < hi for lo, hi in zip(edges[:-1], edges[1:], strict=False)):
+        _fail(key, f"({edges}) must increase")
 
 
 def check_geometry(config: dict[str, Any]) -> None:
@@ -132,8 +138,7 @@ def check_ablation(config: dict[str, Any]) -> None:
 
 
 def check_diagnostics(config: dict[str, Any]) -> None:
-    """Candidates below the detection thresholds (a superset of the detections); bins and
-    calibration bands ordered."""
+    """Candidates below the detection thresholds (a superset of the detections); bins ordered."""
     diagnostics = config["diagnostics"]
     for key, main_key in (
         ("candidate_threshold", "infer.threshold"),
@@ -147,12 +152,12 @@ def check_diagnostics(config: dict[str, Any]) -> None:
                 f"({value}) must be < '{main_key}' ({detection}): candidates are a superset of "
                 "the detections",
             )
-    edges = diagnostics["mag_edges"]
-    if any(not lo < hi for lo, hi in zip(edges[:-1], edges[1:], strict=False)):
-        _fail("diagnostics.mag_edges", f"({edges}) must increase")
-    edges = config["infer"]["calibration_mag_edges"]  # bands of the calibration (docs/method.md §5)
-    if any(not lo < hi for lo, hi in zip(edges[:-1], edges[1:], strict=False)):
-        _fail("infer.calibration_mag_edges", f"({edges}) must increase")
+    _require_increasing("diagnostics.mag_edges", diagnostics["mag_edges"])
+
+
+def check_infer(config: dict[str, Any]) -> None:
+    """Calibration bands of estimated magnitude in order (docs/method.md §5)."""
+    _require_increasing("infer.calibration_mag_edges", config["infer"]["calibration_mag_edges"])
 
 
 def check_curves(config: dict[str, Any]) -> None:

@@ -105,16 +105,18 @@ def _detections(
     """Catalog rows of the tiles whose `prob` (n, K, K) passes `threshold`: one star per tile,
     read from `p` (one head of the family), located at `xy` (n, K, K, 2) pixels."""
     img, row, col = np.nonzero(prob > threshold)
-    loc_mu = p.loc_mu.cpu().numpy().astype(np.float64)[img, row, col]  # (D, 2)
-    loc_sd = p.loc_sd.cpu().numpy()[img, row, col]
-    _, u_sd = logit_normal_moments(loc_mu, loc_sd.astype(np.float64))
+
+    def kept(t: torch.Tensor) -> np.ndarray:  # the detections' entries only, then float64
+        return t.cpu().numpy()[img, row, col].astype(np.float64)
+
+    _, u_sd = logit_normal_moments(kept(p.loc_mu), kept(p.loc_sd))  # (D, 2) each
     return pd.DataFrame({
         "image_id": (img + first_id).astype(np.int64),
         "x": xy[img, row, col, 0], "y": xy[img, row, col, 1],
-        "flux": np.exp(p.flux_mu.cpu().numpy()[img, row, col].astype(np.float64)),
+        "flux": np.exp(kept(p.flux_mu)),
         "prob": prob[img, row, col],
         "x_sd": u_sd[:, 0] * cfg.tile_size, "y_sd": u_sd[:, 1] * cfg.tile_size,
-        "log_flux_sd": p.flux_sd.cpu().numpy()[img, row, col].astype(np.float64),
+        "log_flux_sd": kept(p.flux_sd),
     })  # fmt: skip
 
 
