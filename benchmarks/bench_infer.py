@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_infer.py [checkpoint] [--threads 2] [--images 500
 Without a checkpoint a freshly initialized encoder of the default config is timed on blank sky.
 With --cube it catalogs the cube's first images (real stars) twice, side by side: one look
 (infer.residual_passes 0), and with one residual pass rendered over the whole frame and over the
-encoder's crop only (infer.image_model's window); tile merging 1.5 px in all three.
+encoder's crop only (infer.image_model's window); tile merging 1.5 px in all three, and
+--symmetries looks averaged per image (infer.symmetries).
 """
 
 import coaddbliss  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
@@ -34,13 +35,19 @@ def bench_cube(enc: LoadedEncoder, args: argparse.Namespace) -> None:
     cpu = torch.device("cpu")
     for passes, model, what in ((0, cropped, ""), (1, whole, ", whole frame"),
                                 (1, cropped, ", encoder's crop")):  # fmt: skip
-        cfg = InferConfig(batch_size=args.batch, merge_radius=1.5, residual_passes=passes)
+        cfg = InferConfig(
+            batch_size=args.batch,
+            merge_radius=1.5,
+            residual_passes=passes,
+            symmetries=args.symmetries,
+        )
         start, cpu_start, rows = time.perf_counter(), time.process_time(), 0
         for a in range(0, len(images), args.batch):
             b = a + args.batch
             rows += len(catalog_batch(enc, images[a:b], a, cfg, cpu, None, model.rows(a, b)))
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-        print(f"residual_passes {passes}{what}: {len(images) / wall:.0f} images/s wall, "
+        print(f"residual_passes {passes}{what}, symmetries {args.symmetries}: "
+              f"{len(images) / wall:.0f} images/s wall, "
               f"{len(images) / cpu_s * args.threads:.0f} on {args.threads} idle cores "
               f"({rows} rows, {len(images)} images of {args.cube})")  # fmt: skip
 
@@ -53,6 +60,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--cube", help="a test cube: time real images, with a residual pass too")
     parser.add_argument("--psf", help="the run's psf.fits (needed with --cube)")
+    parser.add_argument(
+        "--symmetries",
+        type=int,
+        default=1,
+        choices=(1, 2, 4, 8),
+        help="looks averaged per image with --cube (infer.symmetries)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")

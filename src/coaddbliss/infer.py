@@ -27,6 +27,7 @@ from coaddbliss.images import ImageCubeError, cube_batches, read_extension
 from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes
 from coaddbliss.sections import from_sections
+from coaddbliss.symmetry import LOOKS, average_params, transform_images, untransform_params
 from coaddbliss.tile_merge import merge_adjacent
 from coaddbliss.variational import TileParams, constrain, logit_normal_moments
 
@@ -47,6 +48,8 @@ class InferConfig:
     # earlier one is that star again
     residual_prune_snr: float = 4.0  # a residual detection must keep this flux / sd(flux) in a
     # joint PSF fit with the stars found before it
+    symmetries: int = 1  # looks averaged per image: 1, 2, 4 or 8 flips and transposes of it
+    # (coaddbliss.symmetry); 1 = one look, the paper's
     calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
     # its validation split (coaddbliss.calibration); False: q(n = 1) and q's sds, the paper's
     calibration_bins: int = 40  # equal-width q bins of the calibration fit
@@ -128,11 +131,14 @@ def predict_batch(
     device: torch.device,
     plan: DevicePlan | None = None,
     merge_radius: float = 0.0,
+    symmetries: int = 1,
 ) -> pd.DataFrame:
     """Detections of images (n, H, W) counts, numbered from `first_id`, as catalog rows.
 
     `plan`: autocast of the forward pass; None takes the device's own (plan_for).
     `merge_radius`: adjacent tiles placing one star closer than this (px) merge (tile_merge).
+    `symmetries`: the tile posteriors are averaged over this many looks (flips and transposes)
+    of each image (coaddbliss.symmetry), one forward pass each.
     A two-star family (encoder.tile_capacity 2) adds a tile's second star when
     q(n = 2) = q(n >= 1) q(n = 2 | n >= 1) passes the threshold; merging moves first stars only.
     """
@@ -141,8 +147,12 @@ def predict_batch(
     with torch.inference_mode():
         x = torch.from_numpy(images).to(device)
         x = normalize(model.crop(x), enc.background, enc.depth)  # crop first: less to normalize
-        raw = plan.forward(model, x)  # channels-last, like the loaded model (checkpoint.py)
-        p = constrain(raw, cfg.flux_offset)  # fp32 (constrain casts)
+        looks = []
+        for look in LOOKS[:symmetries]:
+            # channels-last, like the loaded model (checkpoint.py); constrain casts to fp32
+            raw = plan.forward(model, transform_images(x, look))
+            looks.append(untransform_params(constrain(raw, cfg.flux_offset), look))
+        p = average_params(looks)
     prob = p.prob.cpu().numpy().astype(np.float64)  # (n, K, K) q(n >= 1)
     xy = _tile_xy(p.loc_mu.cpu().numpy().astype(np.float64), cfg)  # (n, K, K, 2) pixels
     rows = [_detections(p, merge_adjacent(prob, xy, merge_radius), xy, threshold, first_id, cfg)]
@@ -180,6 +190,7 @@ def catalog_batch(
             device,
             plan,
             cfg.merge_radius,
+            cfg.symmetries,
         )
 
     rows = predict(images)
