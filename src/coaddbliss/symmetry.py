@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from coaddbliss.tiles import augment_images
 from coaddbliss.variational import TileParams
 
 #: (transpose, flip_x, flip_y) per look; `infer.symmetries` = k averages the first k. In
@@ -42,15 +43,9 @@ _PROB_EPS = 1e-7
 
 
 def transform_images(x: torch.Tensor, look: tuple[bool, bool, bool]) -> torch.Tensor:
-    """(..., H, W) images seen from `look`: transpose first, then the flips."""
+    """(..., H, W) images seen from `look`: training's own augmentation (transpose, then flips)."""
     transpose, flip_x, flip_y = look
-    if transpose:
-        x = x.transpose(-1, -2)
-    if flip_x:
-        x = x.flip(-1)
-    if flip_y:
-        x = x.flip(-2)
-    return x
+    return augment_images(x, flip_x, flip_y, transpose)
 
 
 def untransform_params(p: TileParams, look: tuple[bool, bool, bool]) -> TileParams:
