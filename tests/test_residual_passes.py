@@ -19,6 +19,7 @@ from coaddbliss.residual_passes import (
     ImageModel,
     add_residual_passes,
     near_earlier,
+    one_row_per_star,
     residual_images,
 )
 from coaddbliss.simulate import SimSettings, simulate_scene
@@ -199,3 +200,29 @@ def test_a_residual_detection_near_an_earlier_one_is_that_star_again():
     # max(|dx|, |dy|) < 2: 1.5 and 1.4 (near); 2.5 (not); another image's star (not)
     assert near_earlier(new, old, 2.0).tolist() == [True, False, False, False]
     assert near_earlier(new, old.iloc[:0], 2.0).tolist() == [False] * 4
+
+
+def test_a_weak_row_and_a_residual_detection_of_one_star_keep_the_more_probable():
+    weak = pd.DataFrame(dict(image_id=[0, 0, 1], x=[10.0, 30.0, 10.0], y=[10.0, 30.0, 10.0],
+                             prob=[0.3, 0.4, 0.2]))  # fmt: skip
+    new = pd.DataFrame(dict(image_id=[0, 0, 2], x=[11.0, 30.5, 10.0], y=[10.5, 29.0, 10.0],
+                            prob=[0.9, 0.1, 0.9]))  # fmt: skip
+    keep_new, keep_weak = one_row_per_star(new, weak, 2.0)
+    # (10, 10) is beaten by the new 0.9; the new 0.1 loses to (30, 30)'s 0.4; image 2 has no
+    # weak row and image 1's weak row no new one
+    assert keep_new.tolist() == [True, False, True]
+    assert keep_weak.tolist() == [False, True, True]
+
+
+def test_a_candidate_catalog_cut_at_the_threshold_is_the_catalog_made_there(psf, blend):
+    """Candidate catalogs run pass 1 with a lower cut. A weak pass-1 row on the hidden star must
+    neither block the residual pass's detection of it nor stay beside it."""
+    images, dithers, x, y, _ = blend
+    pass1 = brightest_star_detector(psf, dithers[0])(images)
+    catalog = run_passes(psf, blend, pass1)
+    weak = pd.DataFrame(dict(image_id=[0], x=[x[1] + 0.7], y=[y[1] - 0.4], flux=[900.0],
+                             prob=[0.2]))  # fmt: skip
+    candidates = run_passes(psf, blend, pd.concat([pass1, weak], ignore_index=True))
+    assert len(candidates) == len(catalog) == 2  # the weak row gave way to the hidden star
+    cut = candidates[candidates.prob > 0.5].reset_index(drop=True)
+    pd.testing.assert_frame_equal(cut, catalog)

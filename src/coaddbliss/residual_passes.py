@@ -68,18 +68,42 @@ class ImageModel:
         return self.background / depth
 
 
-def near_earlier(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> np.ndarray:
-    """(len(new),) bool: a row of `old` in the same image lies within `radius` px on both axes."""
-    if len(new) == 0 or len(old) == 0:
-        return np.zeros(len(new), dtype=bool)
+def _close_pairs(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> pd.DataFrame:
+    """Row numbers (`row` in new, `row_old` in old) of the same-image pairs within `radius` px
+    on both axes, with their `prob` when both frames have one."""
+    cols = ["image_id", "x", "y"] + (["prob"] if "prob" in new and "prob" in old else [])
     pairs = pd.merge(
-        new[["image_id", "x", "y"]].reset_index(drop=True).reset_index(names="row"),
-        old[["image_id", "x", "y"]], on="image_id", suffixes=("", "_old"),
+        new[cols].reset_index(drop=True).reset_index(names="row"),
+        old[cols].reset_index(drop=True).reset_index(names="row_old"),
+        on="image_id", suffixes=("", "_old"),
     )  # fmt: skip
     close = (np.abs(pairs.x - pairs.x_old) < radius) & (np.abs(pairs.y - pairs.y_old) < radius)
+    return pairs[close]
+
+
+def near_earlier(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> np.ndarray:
+    """(len(new),) bool: a row of `old` in the same image lies within `radius` px on both axes."""
     hit = np.zeros(len(new), dtype=bool)
-    hit[pairs.row[close].to_numpy()] = True
+    if len(new) and len(old):
+        hit[_close_pairs(new, old, radius).row.to_numpy()] = True
     return hit
+
+
+def one_row_per_star(
+    new: pd.DataFrame, weak: pd.DataFrame, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows to keep, (len(new),) and (len(weak),) bool, when new residual detections land
+    within `radius` px of earlier rows that were not subtracted (`weak`: below the subtraction
+    threshold, which only candidate catalogs hold): of each such pair the more probable row
+    stays. A catalog cut at the subtraction threshold then holds what the catalog made at that
+    threshold holds: the weak row would not be in it, and would not have blocked the new one."""
+    keep_new, keep_weak = np.ones(len(new), dtype=bool), np.ones(len(weak), dtype=bool)
+    if len(new) and len(weak):
+        pairs = _close_pairs(new, weak, radius)
+        new_wins = pairs.prob > pairs.prob_old
+        keep_new[pairs.row[~new_wins].to_numpy()] = False
+        keep_weak[pairs.row_old[new_wins].to_numpy()] = False
+    return keep_new, keep_weak
 
 
 def residual_images(
@@ -161,7 +185,9 @@ def add_residual_passes(
 
     `predict(images)` catalogs (n, H, W) images with the same numbering and output threshold as
     pass 1. Only rows with `prob` > `subtract_threshold` (the catalog threshold) are subtracted;
-    a new row must be farther than `exclusion` px from every earlier row, subtracted or not.
+    a new row must be farther than `exclusion` px from every earlier subtracted row. Earlier rows
+    below the threshold (candidate catalogs, whose `predict` cuts lower) and a new row within
+    `exclusion` px of one are one star: the more probable stays (one_row_per_star).
     Returns the rows of every pass, with a `detection_pass` column (1, 2, ...).
     """
     catalog = catalog.assign(detection_pass=1)
@@ -172,10 +198,15 @@ def add_residual_passes(
         with threadpool_limits(1, user_api="blas"):
             residual = residual_images(images, first_id, found, model)
         new = predict(residual)
-        new = new[~near_earlier(new, catalog, exclusion)]
+        new = new[~near_earlier(new, found, exclusion)]
         with threadpool_limits(1, user_api="blas"):
             new = new[screen(images, first_id, found, new, model, prune_snr)]
+        weak = catalog.prob <= subtract_threshold
+        keep_new, keep_weak = one_row_per_star(new, catalog[weak], exclusion)
+        new = new[keep_new]
         if len(new) == 0:
             break
+        beaten = np.flatnonzero(weak.to_numpy())[~keep_weak]  # positions of weak rows replaced
+        catalog = catalog.drop(catalog.index[beaten])
         catalog = pd.concat([catalog, new.assign(detection_pass=k + 2)], ignore_index=True)
     return catalog.sort_values(["image_id", "detection_pass"], kind="stable", ignore_index=True)
