@@ -8,11 +8,13 @@ subtracting what they found and searching again; so does this, with the encoder 
 2. each later pass subtracts the expected image of every star found so far with q(n = 1) above
    the catalog threshold (coadd_model.expected_image: the simulator's own rendering, dithers and
    weights) and runs the encoder on the residual;
-3. a new detection is kept only if no earlier detection lies within `exclusion` px on both axes
+3. a new detection is kept only if no subtracted detection lies within `exclusion` px on both axes
    (the same star, seen again where its subtraction was imperfect), and if it survives a joint PSF
    fit of the image with the stars found so far (photometry.fit_and_screen): its fitted flux is
    at least `prune_snr` standard errors. The fit gives a ghost that an imperfect subtraction left
-   next to a bright star back to that star, and the ghost's flux falls below the screen.
+   next to a bright star back to that star, and the ghost's flux falls below the screen;
+4. in candidate catalogs (pass 1 cut below the catalog threshold) a new detection and an earlier
+   row below the threshold within `exclusion` px are one star, and the more probable row stays.
 
 Every kept row keeps the encoder's posterior from the pass that found it: `detection_pass` says
 which (1: the image itself). This module knows nothing of torch: `predict` is a callable that
