@@ -194,7 +194,8 @@ def add_residual_passes(
     """
     catalog = catalog.assign(detection_pass=1)
     for k in range(passes):
-        found = catalog[catalog.prob > subtract_threshold]
+        weak = (catalog.prob <= subtract_threshold).to_numpy()  # rows not subtracted
+        found = catalog[~weak]
         # one BLAS thread: these many tiny matrix products run ~100x slower when BLAS threads
         # contend for the cores (the encoder's torch threads are not limited)
         with threadpool_limits(1, user_api="blas"):
@@ -203,12 +204,11 @@ def add_residual_passes(
         new = new[~near_earlier(new, found, exclusion)]
         with threadpool_limits(1, user_api="blas"):
             new = new[screen(images, first_id, found, new, model, prune_snr)]
-        weak = catalog.prob <= subtract_threshold
         keep_new, keep_weak = one_row_per_star(new, catalog[weak], exclusion)
         new = new[keep_new]
         if len(new) == 0:
             break
-        beaten = np.flatnonzero(weak.to_numpy())[~keep_weak]  # positions of weak rows replaced
+        beaten = np.flatnonzero(weak)[~keep_weak]  # positions of weak rows replaced
         catalog = catalog.drop(catalog.index[beaten])
         catalog = pd.concat([catalog, new.assign(detection_pass=k + 2)], ignore_index=True)
     return catalog.sort_values(["image_id", "detection_pass"], kind="stable", ignore_index=True)
