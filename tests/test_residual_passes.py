@@ -189,8 +189,36 @@ def test_nothing_found_leaves_the_images_as_they_are(psf, blend):
     none = pd.DataFrame(columns=["image_id", "x", "y", "flux", "prob"])
     residual = residual_images(images, 0, none, ImageModel(psf, B, dithers))
     assert np.array_equal(residual, images.astype(np.float64))
-    catalog = run_passes(psf, blend, none.astype({"image_id": "int64"}))
-    assert list(catalog.detection_pass) == [2]  # the bright star, found on the "residual"
+
+
+def test_only_images_with_a_subtracted_star_are_searched_again(psf, blend):
+    """Image 7 of a batch numbered from 6: pass 1 found its bright star, so its residual is
+    searched and the hidden star found there keeps image 7's id. Images 6 and 8 had nothing
+    above the threshold (one weak row in 8): their residual is the image itself, in which the
+    encoder would find pass 1 again, so the detector must not see them (it would raise)."""
+    images, dithers, x, y, _ = blend
+    blank = np.random.default_rng(3).poisson(B, images.shape).astype(np.float64)
+    batch = np.concatenate([blank, images, blank])
+    detect = brightest_star_detector(psf, dithers[0])
+
+    def predict(residual):
+        # the residual of image 7 alone: its bright star's core subtracted
+        assert len(residual) == 1, "the detector saw an image with nothing subtracted"
+        core = np.s_[40:48, 40:48]
+        assert np.abs(residual[0][core] - B).max() < 0.1 * (images[0][core] - B).max()
+        return detect(residual).assign(image_id=6)
+
+    pass1 = detect(images).assign(image_id=7)
+    weak = pd.DataFrame(dict(image_id=[8], x=[20.0], y=[20.0], flux=[900.0], prob=[0.2]))
+    catalog = add_residual_passes(
+        predict, batch, 6, pd.concat([pass1, weak], ignore_index=True),
+        ImageModel(psf, B, np.concatenate([dithers] * 3)), passes=2, subtract_threshold=0.5,
+        exclusion=2.0, prune_snr=4.0,
+    )  # fmt: skip
+    hidden = catalog[catalog.detection_pass == 2]
+    assert hidden.image_id.tolist() == [7]
+    assert abs(hidden.x.iloc[0] - x[1]) < 0.5 and abs(hidden.y.iloc[0] - y[1]) < 0.5
+    assert sorted(catalog.image_id) == [7, 7, 8]  # the weak row of image 8 stays
 
 
 def test_a_residual_detection_near_an_earlier_one_is_that_star_again():

@@ -7,7 +7,8 @@ subtracting what they found and searching again; so does this, with the encoder 
 1. pass 1 is the encoder's catalog of the image;
 2. each later pass subtracts the expected image of every star found so far with q(n = 1) above
    the catalog threshold (coadd_model.expected_image: the simulator's own rendering, dithers and
-   weights) and runs the encoder on the residual;
+   weights) and runs the encoder on the residual of every image that had a star subtracted (in
+   the others the residual is the image, and the encoder would find pass 1 again);
 3. a new detection is kept only if no subtracted detection lies within `exclusion` px on both axes
    (the same star, seen again where its subtraction was imperfect), and if it survives a joint PSF
    fit of the image with the stars found so far (photometry.fit_and_screen): its fitted flux is
@@ -187,7 +188,8 @@ def add_residual_passes(
 
     `predict(images)` catalogs (n, H, W) images with the same numbering and output threshold as
     pass 1. Only rows with `prob` > `subtract_threshold` (the catalog threshold) are subtracted;
-    a new row must be farther than `exclusion` px from every earlier subtracted row. Earlier rows
+    a new row must be farther than `exclusion` px from every earlier subtracted row; images with
+    no subtracted row are not searched again (their residual is the image). Earlier rows
     below the threshold (candidate catalogs, whose `predict` cuts lower) and a new row within
     `exclusion` px of one are one star: the more probable stays (one_row_per_star).
     Returns the rows of every pass, with a `detection_pass` column (1, 2, ...).
@@ -198,9 +200,16 @@ def add_residual_passes(
         found = catalog[~weak]
         # one BLAS thread: these many tiny matrix products run ~100x slower when BLAS threads
         # contend for the cores (the encoder's torch threads are not limited)
+        # only images with a star subtracted are searched again: elsewhere the residual is the
+        # image itself, in which the encoder finds pass 1 again (an undertrained encoder with
+        # every tile a weak candidate made this pass's screen refit 100 stars per image)
+        changed = np.unique(found.image_id.to_numpy()) - first_id  # (m,) batch positions
+        if len(changed) == 0:
+            break
         with threadpool_limits(1, user_api="blas"):
             residual = residual_images(images, first_id, found, model)
-        new = predict(residual)
+        new = predict(residual[changed])  # numbered first_id + position among `changed`
+        new = new.assign(image_id=first_id + changed[new.image_id.to_numpy() - first_id])
         new = new[~near_earlier(new, found, exclusion)]
         with threadpool_limits(1, user_api="blas"):
             new = new[screen(images, first_id, found, new, model, prune_snr)]
