@@ -21,6 +21,17 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DEMO_CONFIG = "config/demo.yaml"
 #: Where the demo, and every overlay write_config derives from it, writes (its `name`: demo).
 DEMO_RESULTS = "results/demo"
+#: write_config overrides for the whole workflow in about a minute on 2 cores (the fault and
+#: SLURM tests): two depths (simulate_images writes two cubes), a few dozen scenes, three
+#: epochs of the demo's encoder.
+TINY = {
+    "simulate": {"depths": [1, 5], "chunk_size": 20},
+    "data": {"test_scenes": 40, "train_scenes": 64, "val_scenes": 24, "train_seeds": [0]},
+    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 32},
+    "infer": {"batch_size": 16},
+    "evaluate": {"bootstrap_replicates": 10},
+    "ablation": {"enabled": False},
+}
 
 
 def copy_workflow(dest: Path) -> Path:
