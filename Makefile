@@ -50,7 +50,7 @@ check: lint  ## the edit loop (under a minute): lint, then the tests not marked 
 	$(BIN)/python -m pytest -q $(FAST_TESTS)
 
 test: venv  ## everything: unit tests, workflow tests (the demo end to end), SLURM test
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 lint: venv
 	$(BIN)/ruff check src tests workflow/scripts benchmarks
