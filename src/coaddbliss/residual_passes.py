@@ -198,14 +198,14 @@ def add_residual_passes(
     for k in range(passes):
         weak = (catalog.prob <= subtract_threshold).to_numpy()  # rows not subtracted
         found = catalog[~weak]
-        # one BLAS thread: these many tiny matrix products run ~100x slower when BLAS threads
-        # contend for the cores (the encoder's torch threads are not limited)
         # only images with a star subtracted are searched again: elsewhere the residual is the
         # image itself, in which the encoder finds pass 1 again (an undertrained encoder with
         # every tile a weak candidate made this pass's screen refit 100 stars per image)
         changed = np.unique(found.image_id.to_numpy()) - first_id  # (m,) batch positions
         if len(changed) == 0:
             break
+        # one BLAS thread: these many tiny matrix products run ~100x slower when BLAS threads
+        # contend for the cores (the encoder's torch threads are not limited)
         with threadpool_limits(1, user_api="blas"):
             residual = residual_images(images, first_id, found, model)
         new = predict(residual[changed])  # numbered first_id + position among `changed`
