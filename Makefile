@@ -17,14 +17,14 @@ GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'; true)
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS)
-# Which run results-table and report read: paper (config.yaml), demo, large, best; which runs
+# Which run results-table, targets and report read: paper (config.yaml), demo, large, best; which runs
 # compare puts side by side.
 RUN ?= paper
 RUNS ?= paper best
 RUN_CONFIG := $(if $(filter paper,$(RUN)),,--configfile config/$(RUN).yaml)
 FAST_TESTS := -m "not slow and not slurm"
 
-.PHONY: all venv run demo best check test lint bench results-table compare report
+.PHONY: all venv run demo best check test lint bench results-table targets compare report
 
 all: run
 
@@ -66,6 +66,9 @@ bench: venv  ## speed benchmarks: print figures for the README's performance sec
 results-table: venv  ## the README's results table from a finished run: make results-table RUN=demo
 	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet
 	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet --method sep
+
+targets: venv  ## every target of the encoder, met or not, from a finished run: make targets RUN=best
+	$(BIN)/python -m coaddbliss.targets results/$(RUN)
 
 compare: venv  ## finished runs side by side: make compare RUNS="paper best"
 	$(BIN)/python -m coaddbliss.report --compare $(foreach r,$(RUNS),results/$(r)/metrics/metrics.parquet)

@@ -1,0 +1,271 @@
+"""coaddbliss.targets: each target judged on hand-built tables whose verdict is known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coaddbliss import targets as tg
+from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
+from coaddbliss.catalog import empty_catalog, write_catalog
+from coaddbliss.parquet import write_table
+
+
+def metric_rows(method, d, statistic, values, lo=20.0, step=0.2, nominal=np.nan):
+    """Pooled metric rows: one per value, consecutive bins from `lo` (NaN lo: an overall row)."""
+    rows = []
+    for k, v in enumerate(values):
+        a = np.nan if np.isnan(lo) else round(lo + k * step, 6)
+        b = np.nan if np.isnan(lo) else round(lo + (k + 1) * step, 6)
+        rows.append((method, d, POOLED_SEED, statistic, a, b, nominal, v, v, v, 2))
+    return pd.DataFrame(rows, columns=METRICS_SCHEMA.names)
+
+
+def table(*parts):
+    return pd.concat(parts, ignore_index=True)
+
+
+def curve(method, d, lo, hi, points, seed=0):
+    """Operating-curve rows, one per (precision, recall) point, thresholds increasing."""
+    return pd.DataFrame(
+        [
+            (method, d, seed, lo, hi, 0.1 * (k + 1), 100.0, 100.0 * r, 100.0, 100.0 * p, r, p)
+            for k, (p, r) in enumerate(points)
+        ],
+        columns=[
+            "method",
+            "d",
+            "seed",
+            "mag_lo",
+            "mag_hi",
+            "threshold",
+            "n_true",
+            "n_true_matched",
+            "n_detected",
+            "n_detected_matched",
+            "recall",
+            "precision",
+        ],
+    )
+
+
+# -- recall and precision against SEP ---------------------------------------------------------
+def test_bins_against_sep_names_the_bins_where_neither_the_point_nor_the_curve_reaches_sep():
+    # four bins at d = 5: 0 ahead on both axes; 1 recall short; 2 precision short but its curve
+    # passes above SEP's point; 3 precision short and its curve never reaches SEP's precision
+    metrics = table(
+        metric_rows("encoder", 5, "recall", [0.99, 0.95, 0.97, 0.90]),
+        metric_rows("encoder", 5, "precision", [0.99, 0.99, 0.95, 0.95]),
+        metric_rows("sep", 5, "recall", [0.98, 0.96, 0.96, 0.85]),
+        metric_rows("sep", 5, "precision", [0.98, 0.98, 0.98, 0.99]),
+        # d = 1 is judged on its curves (single_exposure_curves), not here
+        metric_rows("encoder", 1, "recall", [0.1] * 4),
+        metric_rows("sep", 1, "recall", [0.9] * 4),
+    )
+    curves = table(
+        curve("encoder", 5, 20.4, 20.6, [(0.95, 0.97), (0.985, 0.965)]),
+        curve("encoder", 5, 20.6, 20.8, [(0.95, 0.90), (0.98, 0.80)]),
+    )
+    [verdict] = tg.bins_against_sep(metrics, curves)
+    assert verdict.d == 5 and verdict.met is False
+    assert verdict.measured.startswith("2 of 4 bins")
+    assert "20.2-20.4 (R 0.950/0.960, P 0.990/0.980, no curve)" in verdict.measured
+    assert "20.6-20.8 (R 0.900/0.850, P 0.950/0.990)" in verdict.measured
+    assert "20.0-20.2" not in verdict.measured and "20.4-20.6" not in verdict.measured
+
+
+def test_bins_against_sep_met_when_every_bin_leads_and_curves_average_over_seeds():
+    metrics = table(
+        metric_rows("encoder", 10, "recall", [0.99, 0.97]),
+        metric_rows("encoder", 10, "precision", [0.99, 0.90]),
+        metric_rows("sep", 10, "recall", [0.99, 0.96]),
+        metric_rows("sep", 10, "precision", [0.98, 0.97]),
+    )
+    # seed 0 reaches 0.97 at 0.98, seed 1 0.95: the mean 0.96 >= SEP's 0.96
+    curves = table(
+        curve("encoder", 10, 20.2, 20.4, [(0.98, 0.97)], seed=0),
+        curve("encoder", 10, 20.2, 20.4, [(0.98, 0.95)], seed=1),
+    )
+    [verdict] = tg.bins_against_sep(metrics, curves)
+    assert verdict.met is True and verdict.measured == "2 of 2 bins"
+    # one seed that never reaches SEP's precision sinks the bin
+    lower = table(curves[curves["seed"] == 0], curve("encoder", 10, 20.2, 20.4, [(0.9, 1.0)], 1))
+    assert tg.bins_against_sep(metrics, lower)[0].met is False
+
+
+def test_bright_recall_counts_only_bins_brighter_than_22():
+    metrics = metric_rows("encoder", 5, "recall", [0.99] * 9 + [0.981] + [0.5] * 5)  # 20-23 mag
+    [verdict] = tg.bright_recall(metrics)
+    assert verdict.met is True and "0 of 10 bins below" in verdict.measured
+    metrics = metric_rows("encoder", 5, "recall", [0.99] * 5 + [0.975] + [0.99] * 9)
+    [verdict] = tg.bright_recall(metrics)
+    assert verdict.met is False and "min 0.975 (21.0-21.2)" in verdict.measured
+
+
+@pytest.mark.parametrize(
+    ("recall", "precision", "met"),
+    [(0.951, 0.971, True), (0.949, 0.99, False), (0.99, 0.969, False)],
+)
+def test_deep_dimmest_bin(recall, precision, met):
+    metrics = table(
+        metric_rows("encoder", 25, "recall", [0.5] * 14 + [recall]),
+        metric_rows("encoder", 25, "precision", [0.5] * 14 + [precision]),
+    )
+    assert tg.deep_dimmest(metrics)[0].met is met
+
+
+def test_deep_dimmest_bin_is_not_judged_without_d25():
+    metrics = metric_rows("encoder", 5, "recall", [0.99])
+    assert tg.deep_dimmest(metrics)[0].met is None
+
+
+# -- single exposures on the operating curves -----------------------------------------------------
+def test_single_exposure_curves_need_the_encoder_above_every_sep_point():
+    sep = curve("sep", 1, 22.4, 23.0, [(0.5, 0.6), (0.7, 0.5)])
+    ahead = curve("encoder", 1, 22.4, 23.0, [(0.6, 0.65), (0.8, 0.55)])
+    [verdict] = tg.single_exposure_curves(table(sep, ahead))
+    assert verdict.met is True and "2 of 2 SEP points" in verdict.measured
+    # SEP reaches a precision (0.9) that no encoder threshold does: not met, and said so
+    sep_high = table(sep, curve("sep", 1, 22.4, 23.0, [(0.9, 0.2)]))
+    [verdict] = tg.single_exposure_curves(table(sep_high, ahead))
+    assert verdict.met is False and "precision >= 0.90 not reached" in verdict.measured
+    # below SEP's recall at SEP's precision
+    behind = curve("encoder", 1, 22.4, 23.0, [(0.6, 0.55), (0.8, 0.45)])
+    [verdict] = tg.single_exposure_curves(table(sep, behind))
+    assert verdict.met is False and "0 of 2 SEP points" in verdict.measured
+
+
+# -- second detections, fluxes, coverage, reliability -----------------------------------------
+def loss_rows(d, doubles, detections):
+    return pd.DataFrame(
+        {
+            "method": "encoder",
+            "d": d,
+            "seed": POOLED_SEED,
+            "kind": "spurious",
+            "cause": "double_detection",
+            "category": "detection",
+            "mag_lo": [20.0, 21.0],
+            "mag_hi": [21.0, 22.0],
+            "count": doubles,
+            "n_category": detections,
+        }
+    )
+
+
+def test_second_detections_share_of_all_detections():
+    loss = table(
+        loss_rows(5, [1.0, 1.0], [500.0, 500.0]), loss_rows(25, [3.0, 3.0], [500.0, 500.0])
+    )
+    verdicts = {v.d: v for v in tg.second_detections(loss)}
+    assert verdicts[5].met is True and verdicts[5].measured.startswith("0.20 %")
+    assert verdicts[25].met is False and verdicts[25].measured.startswith("0.60 %")
+
+
+def test_flux_against_bayes_median_gap_and_iqr_ratio_per_bin():
+    metrics = table(
+        metric_rows("encoder", 5, "flux_residual_median", [0.030, 0.050]),
+        metric_rows("encoder", 5, "flux_residual_q25", [0.00, -0.10]),
+        metric_rows("encoder", 5, "flux_residual_q75", [0.10, 0.20]),
+    )
+    bayes = pd.DataFrame(
+        {
+            "d": 5,
+            "mag_lo": [20.0, 20.2],
+            "mag_hi": [20.2, 20.4],
+            "residual_median": [0.020, 0.030],
+            "residual_q25": [-0.05, -0.05],
+            "residual_q75": [0.05, 0.05],
+        }
+    )
+    median, iqr = tg.flux_against_bayes(metrics, bayes)
+    # gaps +1.0 and +2.0 points: the second bin fails
+    assert median.met is False and "1 of 2 bins; worst +2.0 points (20.2-20.4)" in median.measured
+    # IQRs 0.10 and 0.30 against 0.10: ratios 1.0 and 3.0
+    assert iqr.met is False and "1 of 2 bins; worst 3.00x (20.2-20.4)" in iqr.measured
+    assert all(v.met is None for v in tg.flux_against_bayes(metrics, None))
+
+
+def test_interval_coverage_within_five_points_of_each_level():
+    def coverage(loc50, loc90, flux50, flux90):
+        return table(
+            *(
+                metric_rows("encoder", 5, s, [v], lo=np.nan, nominal=n)
+                for s, v, n in (
+                    ("coverage_location", loc50, 0.5),
+                    ("coverage_location", loc90, 0.9),
+                    ("coverage_log_flux", flux50, 0.5),
+                    ("coverage_log_flux", flux90, 0.9),
+                )
+            )
+        )
+
+    assert tg.interval_coverage(coverage(0.52, 0.88, 0.46, 0.94))[0].met is True
+    assert tg.interval_coverage(coverage(0.52, 0.84, 0.50, 0.90))[0].met is False
+
+
+def test_prob_reliability_ignores_deciles_with_fewer_than_100_detections():
+    rel = pd.DataFrame(
+        {
+            "method": ["encoder", "encoder", "encoder_q"],
+            "d": 5,
+            "seed": 0,
+            "mag_lo": -np.inf,
+            "mag_hi": np.inf,
+            "prob_lo": [0.5, 0.8, 0.5],
+            "prob_hi": [0.6, 0.9, 0.6],
+            "n_detected": [99, 100, 500],
+            "n_matched": [20, 81, 100],
+            "mean_prob": [0.55, 0.85, 0.55],
+            "fraction_matched": [0.2, 0.81, 0.2],
+        }
+    )
+    [verdict] = tg.prob_reliability(rel)  # q before calibration (encoder_q) is not judged
+    assert verdict.met is True and verdict.measured.startswith("1 of 1 deciles; worst 4.0")
+    rel.loc[1, "fraction_matched"] = 0.79
+    assert tg.prob_reliability(rel)[0].met is False
+
+
+# -- budget and the command line --------------------------------------------------------------
+def test_budget_sums_every_epoch_and_divides_images_by_the_catalog_job(tmp_path):
+    done = tmp_path / "models/d5/seed0"
+    done.mkdir(parents=True)
+    (done / "encoder.pt").write_bytes(b"")
+    # 3 epochs, the second after a resume: 300 + 400 + 500 s = 20 min
+    (done / "history.tsv").write_text("epoch\tseconds\tpid\n1\t300\t1\n2\t400\t2\n3\t500\t2\n")
+    running = tmp_path / "models/d5/seed1"  # no encoder.pt yet: not counted
+    running.mkdir(parents=True)
+    (running / "history.tsv").write_text("epoch\tseconds\n1\t5000\n")
+    bench = tmp_path / "benchmarks/infer_catalog/d5"
+    bench.mkdir(parents=True)
+    (bench / "seed0.tsv").write_text("s\th:m:s\n4.0\t0:00:04\n")
+    write_catalog(
+        empty_catalog("predicted"),
+        tmp_path / "catalogs/d5/seed0.parquet",
+        kind="predicted",
+        metadata={"n_images": 10000},
+    )
+    train, infer = tg.budget(tmp_path)
+    assert train.met is False and "slowest 20 min 0 s (d5/seed0)" in train.measured
+    assert "1 encoder(s)" in train.measured
+    assert infer.met is True and "slowest 2500 images/s" in infer.measured
+
+
+def test_main_prints_one_row_per_target_and_names_a_missing_table(tmp_path, capsys):
+    metrics = table(
+        metric_rows("encoder", 5, "recall", [0.99]),
+        metric_rows("encoder", 5, "precision", [0.99]),
+        metric_rows("sep", 5, "recall", [0.98]),
+        metric_rows("sep", 5, "precision", [0.98]),
+    )
+    (tmp_path / "metrics").mkdir()
+    write_table(metrics, tmp_path / "metrics/metrics.parquet", METRICS_SCHEMA, {"config": {}})
+    tg.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| recall >= SEP's at precision >= SEP's, every bin | 5 | 1 of 1 bins | yes |" in out
+    assert (
+        "| second detections < 0.5 % of detections | all | no loss accounting table | n/a |" in out
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        tg.main([str(tmp_path / "elsewhere")])
+    assert exit_info.value.code == 1
+    assert "elsewhere/metrics/metrics.parquet: metrics table not found" in capsys.readouterr().err
