@@ -7,7 +7,9 @@ import pytest
 from coaddbliss import targets as tg
 from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
 from coaddbliss.catalog import empty_catalog, write_catalog
+from coaddbliss.operating_curves import CURVES_SCHEMA
 from coaddbliss.parquet import write_table
+from coaddbliss.units import mag_to_flux
 
 
 def metric_rows(method, d, statistic, values, lo=20.0, step=0.2, nominal=np.nan):
@@ -116,6 +118,40 @@ def test_deep_dimmest_bin(recall, precision, met):
 def test_deep_dimmest_bin_is_not_judged_without_d25():
     metrics = metric_rows("encoder", 5, "recall", [0.99])
     assert tg.deep_dimmest(metrics)[0].met is None
+
+
+def test_a_bin_without_a_curve_is_swept_from_the_candidates_the_curve_rule_used(tmp_path):
+    # image 0 holds two stars of 20.1 mag; the encoder's candidates find one at q = 0.9 and the
+    # other at q = 0.3, and a noise candidate of 20.3 mag at q = 0.2
+    def stars(rows):
+        df = pd.DataFrame(rows, columns=["image_id", "x", "y", "mag", "prob"])
+        df["flux"] = mag_to_flux(df["mag"])
+        for c in ("x_sd", "y_sd", "log_flux_sd"):
+            df[c] = 0.1
+        return df
+
+    truth = stars([(0, 30.0, 30.0, 20.1, 1.0), (0, 50.0, 50.0, 20.1, 1.0)])
+    write_catalog(truth.drop(columns="prob"), tmp_path / "data/test/truth.parquet")
+    candidates = tmp_path / "catalogs/d5/candidates/seed0.parquet"
+    rows = [(0, 30.2, 30.0, 20.1, 0.9), (0, 50.0, 49.8, 20.1, 0.3), (0, 40.0, 40.0, 20.3, 0.2)]
+    write_catalog(stars(rows), candidates, kind="predicted", metadata={"n_images": 1, "seed": 0})
+    made = {"curves": {"bins": [[22.4, 23.0]], "prob_thresholds": {"min": 0.1, "max": 0.5,
+                                                                  "step": 0.2},
+                       "snr_thresholds": {"min": 3.0, "max": 4.0, "step": 1.0},
+                       "reliability_bins": 10, "precision_levels": [0.9]},
+            "max_offset": 1.0, "encoder": [str(candidates)], "encoder_floor": 0.1}  # fmt: skip
+    (tmp_path / "metrics/curves").mkdir(parents=True)
+    empty = pd.DataFrame(columns=CURVES_SCHEMA.names)
+    write_table(empty, tmp_path / "metrics/curves/d5.parquet", CURVES_SCHEMA, made)
+    metrics = metric_rows("encoder", 5, "recall", [1.0, 1.0])  # bins 20.0-20.2, 20.2-20.4
+    curves = tg.bin_curves(tmp_path, metrics, None)
+    got = curves.set_index(["mag_lo", "threshold"])
+    # thresholds 0.1, 0.3, 0.5 (q > t): both stars, then only the q = 0.9 one from 0.3 on
+    assert got.loc[(20.0, 0.1), "recall"] == 1.0 and got.loc[(20.0, 0.3), "recall"] == 0.5
+    assert got.loc[(20.0, 0.5), "recall"] == 0.5
+    # the noise candidate (20.3 mag) is the only detection of 20.2-20.4 at t = 0.1, gone at 0.3
+    assert got.loc[(20.2, 0.1), "precision"] == 0.0 and np.isnan(got.loc[(20.2, 0.3), "precision"])
+    assert set(curves["method"]) == {"encoder"} and set(curves["d"]) == {5}
 
 
 # -- single exposures on the operating curves -----------------------------------------------------

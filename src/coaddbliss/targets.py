@@ -6,7 +6,9 @@ Reads what the workflow wrote under a results root: `metrics/metrics.parquet` (r
 flux residuals and interval coverage per 0.2-mag bin, pooled over seeds), `metrics/curves.parquet`
 (operating curves), `metrics/reliability.parquet`, `metrics/loss_accounting.parquet`,
 `metrics/bayes_flux.parquet`, each encoder's `history.tsv` and the catalog jobs' benchmark
-records. Prints one row per target and depth: what was measured, and whether it is met (`n/a`
+records; where SEP's point in a 0.2-mag bin beats the encoder's and the run's curves do not
+cover that bin, the encoder's candidates are swept there as the operating_curves rule sweeps its
+own bins. Prints one row per target and depth: what was measured, and whether it is met (`n/a`
 where the run cannot say: a table or a depth it did not make).
 """
 
@@ -23,12 +25,19 @@ import pyarrow as pa
 
 from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
 from coaddbliss.bayes_flux import BAYES_SCHEMA
-from coaddbliss.catalog import read_metadata
+from coaddbliss.catalog import read_catalog, read_metadata
 from coaddbliss.errors import InputError
 from coaddbliss.loss_accounting import LOSS_SCHEMA
 from coaddbliss.metrics import read_metrics_table
-from coaddbliss.operating_curves import CURVES_SCHEMA, RELIABILITY_SCHEMA, recall_at_precision
-from coaddbliss.parquet import read_table
+from coaddbliss.operating_curves import (
+    CURVES_SCHEMA,
+    RELIABILITY_SCHEMA,
+    CurvesConfig,
+    encoder_score,
+    recall_at_precision,
+    sweep,
+)
+from coaddbliss.parquet import read_provenance, read_table
 
 # The targets (docs/encoder.md). Recall and precision are fractions, flux residuals fractions of
 # the true flux ("points" below are percentage points).
@@ -77,6 +86,42 @@ def _encoder_curve(curves: pd.DataFrame | None, d: int, lo: float, hi: float) ->
         return pd.DataFrame(columns=["seed", "recall", "precision"])
     in_bin = np.isclose(curves["mag_lo"], lo) & np.isclose(curves["mag_hi"], hi)
     return curves[(curves["method"] == "encoder") & (curves["d"] == d) & in_bin]
+
+
+def bin_curves(root: Path, metrics: pd.DataFrame, curves: pd.DataFrame | None) -> pd.DataFrame:
+    """`curves` plus the encoder's operating curve in every 0.2-mag bin of each coadd depth that
+    has none: its candidate catalogs swept as the operating_curves rule sweeps its own bins (the
+    files, thresholds, floor and match window its per-depth table records)."""
+    parts = [] if curves is None else [curves]
+    truth = None
+    for d in sorted(set(metrics["d"]) - {1}):
+        table = root / "metrics" / "curves" / f"d{d}.parquet"
+        if not table.is_file():
+            continue
+        made = read_provenance(table)
+        cfg = CurvesConfig.from_config(made["curves"], made["max_offset"])
+        rows = metrics[(metrics["d"] == d) & metrics["mag_lo"].notna()]
+        bins = sorted(
+            {(lo, hi) for lo, hi in zip(rows["mag_lo"], rows["mag_hi"], strict=True)}
+            - {tuple(b) for b in cfg.bins}
+        )
+        for path in made["encoder"]:
+            if truth is None:
+                truth = read_catalog(root / "data" / "test" / "truth.parquet", kind="truth")
+            meta = read_metadata(path)
+            cat = read_catalog(path, kind="predicted", n_images=meta["n_images"])
+            curve = sweep(
+                truth,
+                cat,
+                encoder_score(cat),
+                cfg.prob_thresholds,
+                meta["n_images"],
+                bins,
+                cfg.max_offset,
+                floor=made["encoder_floor"],
+            )
+            parts.append(curve.assign(method="encoder", d=d, seed=int(meta["seed"])))
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def _has_curve(curves: pd.DataFrame | None, d: int, lo: float, hi: float) -> bool:
@@ -350,7 +395,7 @@ def judge_run(root: str | os.PathLike) -> list[Verdict]:
     loss = _optional(m / "loss_accounting.parquet", LOSS_SCHEMA, "loss table")
     bayes = _optional(m / "bayes_flux.parquet", BAYES_SCHEMA, "Bayes flux reference")
     return [
-        *bins_against_sep(metrics, curves),
+        *bins_against_sep(metrics, bin_curves(root, metrics, curves)),
         *deep_dimmest(metrics),
         *bright_recall(metrics),
         *single_exposure_curves(curves),
