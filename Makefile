@@ -64,8 +64,7 @@ bench: venv  ## speed benchmarks: print figures for the README's performance sec
 	$(BIN)/python benchmarks/bench_baseline.py
 
 results-table: venv  ## the README's results table from a finished run: make results-table RUN=demo
-	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet
-	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet --method sep
+	$(BIN)/python -m coaddbliss.report results/$(RUN)/metrics/metrics.parquet --readme
 
 targets: venv  ## every target of the encoder, met or not, from a finished run: make targets RUN=best
 	$(BIN)/python -m coaddbliss.targets results/$(RUN)

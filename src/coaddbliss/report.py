@@ -15,7 +15,10 @@ import pandas as pd
 
 from coaddbliss.ablation import ABLATION_SCHEMA
 from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
+from coaddbliss.bayes_flux import BAYES_SCHEMA
+from coaddbliss.limits import LIMITS_SCHEMA
 from coaddbliss.metrics import MetricsError, read_metrics_table
+from coaddbliss.parquet import read_table
 
 #: docs/method.md §7 (paper, figure 2), dimmest bin: d -> (precision, recall, flux residual), text.
 PAPER_DIMMEST = {1: ("0.65", "0.25", "> 20 %"), "coadd": ("~flat", "> 0.70", "< 10 %")}
@@ -56,6 +59,62 @@ def results_table(metrics: pd.DataFrame, method: str = "encoder") -> str:
             f"| {_cell(row, 'recall')} | {_cell(row, 'flux_residual_median', pct=True)} "
             f"| {_spread(row)} | {', '.join(paper)} |"
         )
+    return "\n".join(lines)
+
+
+def _fraction(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.3f}"
+
+
+def _percent(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{100 * v:+.1f} %"
+
+
+def _seed_range(metrics: pd.DataFrame, d: int, stat: str, mag_lo: float, fmt) -> str:
+    """'[min, max]' of a statistic over the encoder's training seeds ('' with one seed)."""
+    rows = metrics[(metrics["method"] == "encoder") & (metrics["seed"] != POOLED_SEED)
+                   & (metrics["d"] == d) & (metrics["statistic"] == stat)
+                   & np.isclose(metrics["mag_lo"], mag_lo)]["value"]  # fmt: skip
+    return f" [{fmt(rows.min())}, {fmt(rows.max())}]" if rows.size > 1 else ""
+
+
+def readme_table(
+    metrics: pd.DataFrame, bayes: pd.DataFrame, limits: pd.DataFrame, ideal_mag: float = 22.9
+) -> str:
+    """Markdown: the README's dimmest-bin table of a run: the encoders pooled over seeds with the
+    range over seeds in brackets, the paper, SEP, the Bayes flux reference (bayes_flux.parquet)
+    and the ideal isolated-star recall and Cramér-Rao sd(f) / f at `ideal_mag` (limits.parquet)."""
+    pooled = metrics[metrics["seed"] == POOLED_SEED]
+    if pooled.empty:
+        raise MetricsError("no pooled rows in the metrics table")
+    lo = pooled["mag_lo"].max()
+    lines = [
+        "| d | encoder precision | encoder recall | encoder flux residual | paper (precision, "
+        "recall, flux) | SEP precision | SEP recall | SEP flux residual | Bayes reference flux "
+        "residual | ideal recall | Cramér-Rao σf/f |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in sorted(pooled["d"].unique()):
+        enc = pooled[(pooled["d"] == d) & (pooled["method"] == "encoder")]
+        sep = pooled[(pooled["d"] == d) & (pooled["method"] == "sep")]
+        dim_e, dim_s = enc[np.isclose(enc["mag_lo"], lo)], sep[np.isclose(sep["mag_lo"], lo)]
+        cells = []
+        for stat, fmt in (
+            ("precision", _fraction),
+            ("recall", _fraction),
+            ("flux_residual_median", _percent),
+        ):
+            cells.append(fmt(_value(dim_e, stat)) + _seed_range(metrics, d, stat, lo, fmt))
+        ref = bayes[(bayes["d"] == d) & np.isclose(bayes["mag_lo"], lo)]["residual_median"]
+        lim = limits[(limits["d"] == d) & np.isclose(limits["mag"], ideal_mag)]
+        paper = PAPER_DIMMEST[1] if d == 1 else PAPER_DIMMEST["coadd"]
+        cells += [", ".join(paper)]
+        cells += [_fraction(_value(dim_s, s)) for s in ("precision", "recall")]
+        cells += [_percent(_value(dim_s, "flux_residual_median"))]
+        cells += [_percent(ref.iloc[0]) if len(ref) else "n/a"]
+        cells += [f"{lim['recall_limit'].iloc[0]:.2f}" if len(lim) else "n/a"]
+        cells += [f"{100 * lim['flux_err_limit'].iloc[0]:.1f} %" if len(lim) else "n/a"]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -140,6 +199,12 @@ def main(argv: list[str] | None = None) -> None:
         "--ablation", action="store_true", help="the table is results/ablation/ablation.parquet"
     )
     parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="the README's table: encoders, SEP, the Bayes flux reference and the ideal limits "
+        "(bayes_flux.parquet and limits.parquet beside the metrics table)",
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="several runs side by side, each named by its results root (results/NAME/...)",
@@ -151,6 +216,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.compare:
             runs = {p.parent.parent.name: read_metrics_table(p, METRICS_SCHEMA) for p in args.table}
             print(compare_table(runs))
+        elif args.readme:
+            folder = args.table[0].parent
+            print(readme_table(
+                read_metrics_table(args.table[0], METRICS_SCHEMA),
+                read_table(folder / "bayes_flux.parquet", BAYES_SCHEMA, what="Bayes flux reference",
+                           error=MetricsError),
+                read_table(folder / "limits.parquet", LIMITS_SCHEMA, what="limits table",
+                           error=MetricsError),
+            ))  # fmt: skip
         elif args.ablation:
             print(ablation_results_table(read_metrics_table(args.table[0], ABLATION_SCHEMA)))
         else:
