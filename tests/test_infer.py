@@ -12,6 +12,7 @@ from conftest import REPO
 from encoder_data import make_split
 
 from coaddbliss import infer as infer_module
+from coaddbliss import residual_passes as residual_module
 from coaddbliss.calibration import CalibrationError, write_calibration
 from coaddbliss.catalog import read_catalog, read_metadata
 from coaddbliss.checkpoint import CheckpointError, load_encoder, save_checkpoint
@@ -314,3 +315,43 @@ def test_residual_passes_need_the_psf(tmp_path, cube):
     with pytest.raises(ValueError, match="PSF"):
         infer_residual(ckpt, cube, tmp_path / "cat.parquet", None, 100)
     assert not (tmp_path / "cat.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "residual_threshold", "subtract", "expected"),
+    [
+        (0.5, None, None, [0.5, 0.5]),  # the paper's: one threshold
+        (0.5, 0.2, None, [0.5, 0.2]),  # a catalog: the residual pass detects down to 0.2
+        (0.05, 0.2, 0.5, [0.05, 0.05]),  # candidates: already cut below it
+    ],
+)
+def test_residual_passes_detect_at_their_own_threshold(
+    tmp_path,
+    dithered_cube,
+    psf_file,
+    monkeypatch,
+    threshold,
+    residual_threshold,
+    subtract,
+    expected,
+):
+    """Pass 1 detects at `threshold`; residual passes at the lower of it and
+    `residual_threshold` (the screen then judges what they find)."""
+    thresholds = []
+    real_predict = infer_module.predict_batch
+
+    def spy(enc, images, first_id, threshold, *args):
+        thresholds.append(threshold)
+        return real_predict(enc, images, first_id, threshold, *args)
+
+    monkeypatch.setattr(infer_module, "predict_batch", spy)
+    # the screen's PSF fits are not what this tests: it keeps nothing
+    monkeypatch.setattr(residual_module, "screen", lambda *a, **k: np.zeros(len(a[3]), bool))
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    cfg = InferConfig(batch_size=7, threshold=threshold, residual_passes=1,
+                      residual_threshold=residual_threshold)  # fmt: skip
+    infer_catalog(checkpoint=str(ckpt), cube=str(dithered_cube), out=str(tmp_path / "a.parquet"),
+                  infer_config=cfg, encoder_config=SMALL, seed=11, device=CPU, psf=psf_file,
+                  subtract_threshold=subtract)  # fmt: skip
+    assert thresholds == expected

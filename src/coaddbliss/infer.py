@@ -48,6 +48,8 @@ class InferConfig:
     # earlier one is that star again
     residual_prune_snr: float = 4.0  # a residual detection must keep this flux / sd(flux) in a
     # joint PSF fit with the stars found before it
+    residual_threshold: float | None = None  # q(n = 1) a residual detection needs before that
+    # fit judges it; None = `threshold`. Below `threshold` (candidate catalogs) it is `threshold`
     symmetries: int = 1  # looks averaged per image: 1, 2, 4 or 8 flips and transposes of it
     # (coaddbliss.symmetry); 1 = one look, the paper's
     calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
@@ -178,15 +180,16 @@ def catalog_batch(
     """Catalog rows of images (n, H, W) counts numbered from `first_id`: every detection pass.
 
     `model` (the PSF, sky and these images' dithers) is needed when `cfg.residual_passes` > 0;
-    residual passes subtract the rows above `subtract_threshold` (None: `cfg.threshold`).
+    residual passes subtract the rows above `subtract_threshold` (None: `cfg.threshold`) and
+    keep new rows above `cfg.residual_threshold` (or `cfg.threshold`, whichever is lower).
     """
 
-    def predict(batch: np.ndarray) -> pd.DataFrame:
+    def predict(batch: np.ndarray, threshold: float = cfg.threshold) -> pd.DataFrame:
         return predict_batch(
             enc,
             np.asarray(batch, dtype=np.float32),
             first_id,
-            cfg.threshold,
+            threshold,
             device,
             plan,
             cfg.merge_radius,
@@ -198,8 +201,14 @@ def catalog_batch(
         return rows.assign(detection_pass=1)
     if model is None:
         raise ValueError("residual passes need the image model (PSF, sky, dithers)")
+    # a residual detection must also survive the screen's joint PSF fit, which can judge weaker
+    # ones than the catalog's threshold admits: the faint companions a bright star hid
+    residual_threshold = cfg.threshold
+    if cfg.residual_threshold is not None:
+        residual_threshold = min(cfg.threshold, cfg.residual_threshold)
     return add_residual_passes(
-        predict, images, first_id, rows, model, passes=cfg.residual_passes,
+        lambda batch: predict(batch, residual_threshold), images, first_id, rows, model,
+        passes=cfg.residual_passes,
         subtract_threshold=cfg.threshold if subtract_threshold is None else subtract_threshold,
         exclusion=cfg.residual_exclusion, prune_snr=cfg.residual_prune_snr,
     )  # fmt: skip

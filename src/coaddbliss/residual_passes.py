@@ -186,8 +186,8 @@ def add_residual_passes(
 ) -> pd.DataFrame:
     """`catalog` (pass 1, of `images` numbered from `first_id`) plus `passes` residual passes.
 
-    `predict(images)` catalogs (n, H, W) images with the same numbering and output threshold as
-    pass 1. Only rows with `prob` > `subtract_threshold` (the catalog threshold) are subtracted;
+    `predict(images)` catalogs (n, H, W) images with the same numbering as pass 1 (its output
+    threshold may be lower: the screen judges what it finds). Only rows with `prob` > `subtract_threshold` (the catalog threshold) are subtracted;
     a new row must be farther than `exclusion` px from every earlier subtracted row; images with
     no subtracted row are not searched again (their residual is the image). Earlier rows
     below the threshold (candidate catalogs, whose `predict` cuts lower) and a new row within
