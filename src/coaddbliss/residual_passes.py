@@ -187,9 +187,10 @@ def add_residual_passes(
     """`catalog` (pass 1, of `images` numbered from `first_id`) plus `passes` residual passes.
 
     `predict(images)` catalogs (n, H, W) images with the same numbering as pass 1 (its output
-    threshold may be lower: the screen judges what it finds). Only rows with `prob` > `subtract_threshold` (the catalog threshold) are subtracted;
-    a new row must be farther than `exclusion` px from every earlier subtracted row; images with
-    no subtracted row are not searched again (their residual is the image). Earlier rows
+    threshold may be lower: the screen judges what it finds). Only rows with `prob` >
+    `subtract_threshold` (the catalog threshold) are subtracted; a new row must be farther than
+    `exclusion` px from every earlier subtracted row; images with no subtracted row are not
+    searched again (their residual is the image). Earlier rows
     below the threshold (candidate catalogs, whose `predict` cuts lower) and a new row within
     `exclusion` px of one are one star: the more probable stays (one_row_per_star).
     Returns the rows of every pass, with a `detection_pass` column (1, 2, ...).
