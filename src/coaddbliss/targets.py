@@ -69,7 +69,7 @@ def _bin(lo: float, hi: float) -> str:
     return f"{lo:.1f}-{hi:.1f}"
 
 
-def _pooled(metrics: pd.DataFrame, method: str, statistic: str) -> pd.DataFrame:
+def _pooled(metrics: pd.DataFrame, method: str, statistic: str) -> pd.Series:
     """Pooled per-bin values of one statistic, indexed by (d, mag_lo, mag_hi)."""
     rows = metrics[
         (metrics["seed"] == POOLED_SEED)
@@ -88,7 +88,9 @@ def _encoder_curve(curves: pd.DataFrame | None, d: int, lo: float, hi: float) ->
     return curves[(curves["method"] == "encoder") & (curves["d"] == d) & in_bin]
 
 
-def bin_curves(root: Path, metrics: pd.DataFrame, curves: pd.DataFrame | None) -> pd.DataFrame:
+def bin_curves(
+    root: Path, metrics: pd.DataFrame, curves: pd.DataFrame | None
+) -> pd.DataFrame | None:
     """`curves` plus the encoder's operating curve in every 0.2-mag bin of each coadd depth that
     has none: its candidate catalogs swept as the operating_curves rule sweeps its own bins (the
     files, thresholds, floor and match window its per-depth table records)."""
