@@ -17,6 +17,7 @@ from coaddbliss.calibration import CalibrationError, write_calibration
 from coaddbliss.catalog import read_catalog, read_metadata
 from coaddbliss.checkpoint import CheckpointError, load_encoder, save_checkpoint
 from coaddbliss.encoder import EncoderConfig, build_encoder
+from coaddbliss.flux_fit import FluxPrior
 from coaddbliss.images import (
     CubeWriter,
     ImageCubeError,
@@ -355,3 +356,24 @@ def test_residual_passes_detect_at_their_own_threshold(
                   infer_config=cfg, encoder_config=SMALL, seed=11, device=CPU, psf=psf_file,
                   subtract_threshold=subtract)  # fmt: skip
     assert thresholds == expected
+
+
+def test_flux_fit_replaces_the_encoders_fluxes_and_needs_the_prior(
+    tmp_path, dithered_cube, psf_file
+):
+    """With infer.flux_fit every row's flux comes from the image, not the encoder's constant."""
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    cfg = InferConfig(batch_size=100, threshold=0.5, flux_fit=True)
+    args = dict(checkpoint=str(ckpt), cube=str(dithered_cube), infer_config=cfg,
+                encoder_config=SMALL, seed=11, device=CPU, psf=psf_file)  # fmt: skip
+    with pytest.raises(ValueError, match="flux prior"):
+        infer_catalog(out=str(tmp_path / "none.parquet"), **args)
+    assert not (tmp_path / "none.parquet").exists()
+    prior = FluxPrior(flux_min=622.0, flux_max=1e6, alpha=0.47)
+    plain = infer_catalog(out=str(tmp_path / "a.parquet"), **{**args, "infer_config": InferConfig(
+        batch_size=100, threshold=0.5)})  # fmt: skip
+    fitted = infer_catalog(out=str(tmp_path / "b.parquet"), prior=prior, **args)
+    assert np.allclose(plain.flux, 5000.0) and len(fitted) == len(plain)
+    assert not np.allclose(fitted.flux, 5000.0) and (fitted.flux >= 622.0).all()
+    assert np.array_equal(fitted[["x", "y"]], plain[["x", "y"]])  # positions are the encoder's

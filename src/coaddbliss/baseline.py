@@ -35,12 +35,17 @@ from scipy.signal import fftconvolve
 from threadpoolctl import threadpool_limits
 
 from coaddbliss.errors import InputError
-from coaddbliss.photometry import coadd_blur, fit_and_screen, psf_kernel, psf_models
+from coaddbliss.photometry import (  # noqa: F401 (NOISE_STAGES: re-exported)
+    NOISE_STAGES,
+    coadd_blur,
+    fit_and_screen,
+    matched_filter_noise_factor,
+    psf_kernel,
+    psf_models,
+)
 from coaddbliss.psf import PSF
 from coaddbliss.sections import from_sections
 from coaddbliss.units import from_zero_based
-
-NOISE_STAGES = ("before_alignment", "after_alignment")
 
 
 @dataclass(frozen=True)
@@ -73,40 +78,6 @@ class SepSettings:
 
 
 # -- the noise the detector is told about --------------------------------------------------------
-def matched_filter_noise_factor(kernel: np.ndarray, depth: int, noise_stage: str) -> float:
-    """c: variance of the kernel-filtered coadd noise over its white-noise value (B/d) Σ k².
-
-    A coadd pixel's sky noise is (1/d) Σ_k (bilinear resampling of exposure k's white noise at
-    fractional shift t_k ~ U(0, 1)²). Per axis the resampling applies weights (1 - t, t) to two
-    neighbours, so Var(Σ_i k_i n_i) = (B/d) Σ_{a,a',b,b'} E[w_a w_a'] E[w_b w_b'] R(a' - a, b' - b)
-    with R the kernel's autocorrelation at lags in {-1, 0, 1}² and E[w w'] = [[1/3, 1/6],
-    [1/6, 1/3]]. A delta kernel gives 4/9 (the per-pixel variance); the PSF kernel gives ~0.94.
-    The single exposure (d = 1) is not resampled, and white-noise coadds (noise drawn after
-    alignment, the original code's shortcut) have no correlations: c = 1 for both.
-    """
-    if noise_stage not in NOISE_STAGES:
-        raise InputError(f"unknown noise stage {noise_stage!r}; expected one of {NOISE_STAGES}")
-    if depth == 1 or noise_stage == "after_alignment":
-        return 1.0
-    k = np.asarray(kernel, dtype=np.float64)
-    r00 = float((k * k).sum())
-
-    def lag(dy: int, dx: int) -> float:  # Σ_i k_i k_{i + (dy, dx)}
-        h, w = k.shape
-        a = k[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
-        b = k[max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
-        return float((a * b).sum())
-
-    moments = np.array([[1 / 3, 1 / 6], [1 / 6, 1 / 3]])  # E[w_a w_a'] for w = (1 - t, t)
-    total = 0.0
-    for a in range(2):
-        for a2 in range(2):
-            for b in range(2):
-                for b2 in range(2):
-                    total += moments[a, a2] * moments[b, b2] * lag(b2 - b, a2 - a)
-    return total / r00
-
-
 def detection_variance(background: float, depth: int, factor: float) -> float:
     """Per-pixel variance handed to SEP so its matched-filter output has unit noise: c B / d."""
     return factor * background / depth

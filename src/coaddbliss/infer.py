@@ -23,7 +23,8 @@ from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
-from coaddbliss.images import ImageCubeError, cube_batches, read_extension
+from coaddbliss.flux_fit import FluxPrior, fit_fluxes
+from coaddbliss.images import ImageCubeError, cube_batches, read_cube_header, read_extension
 from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes
 from coaddbliss.sections import from_sections
@@ -50,6 +51,8 @@ class InferConfig:
     # joint PSF fit with the stars found before it
     residual_threshold: float | None = None  # q(n = 1) a residual detection needs before that
     # fit judges it; None = `threshold`. Below `threshold` (candidate catalogs) it is `threshold`
+    flux_fit: bool = False  # fluxes from a joint PSF fit of each image's rows at the encoder's
+    # positions and the flux prior (coaddbliss.flux_fit); False: the encoder's, the paper's
     symmetries: int = 1  # looks averaged per image: 1, 2, 4 or 8 flips and transposes of it
     # (coaddbliss.symmetry); 1 = one look, the paper's
     calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
@@ -176,13 +179,35 @@ def catalog_batch(
     plan: DevicePlan | None = None,
     model: ImageModel | None = None,
     subtract_threshold: float | None = None,
+    prior: FluxPrior | None = None,
 ) -> pd.DataFrame:
     """Catalog rows of images (n, H, W) counts numbered from `first_id`: every detection pass.
 
     `model` (the PSF, sky and these images' dithers) is needed when `cfg.residual_passes` > 0;
     residual passes subtract the rows above `subtract_threshold` (None: `cfg.threshold`) and
     keep new rows above `cfg.residual_threshold` (or `cfg.threshold`, whichever is lower).
+    `cfg.flux_fit` replaces every row's flux from the image (flux_fit.fit_fluxes), which needs
+    `model` and the flux `prior`.
     """
+    if (cfg.residual_passes > 0 or cfg.flux_fit) and model is None:
+        raise ValueError("residual passes and flux_fit need the image model (PSF, sky, dithers)")
+    if cfg.flux_fit and prior is None:
+        raise ValueError("infer.flux_fit needs the flux prior")
+    rows = _detect(enc, images, first_id, cfg, device, plan, model, subtract_threshold)
+    return fit_fluxes(images, first_id, rows, model, prior) if cfg.flux_fit else rows
+
+
+def _detect(
+    enc: LoadedEncoder,
+    images: np.ndarray,
+    first_id: int,
+    cfg: InferConfig,
+    device: torch.device,
+    plan: DevicePlan | None,
+    model: ImageModel | None,
+    subtract_threshold: float | None,
+) -> pd.DataFrame:
+    """catalog_batch's detections: pass 1 and the residual passes."""
 
     def predict(batch: np.ndarray, threshold: float = cfg.threshold) -> pd.DataFrame:
         return predict_batch(
@@ -199,8 +224,6 @@ def catalog_batch(
     rows = predict(images)
     if cfg.residual_passes == 0:
         return rows.assign(detection_pass=1)
-    if model is None:
-        raise ValueError("residual passes need the image model (PSF, sky, dithers)")
     # a residual detection must also survive the screen's joint PSF fit, which can judge weaker
     # ones than the catalog's threshold admits: the faint companions a bright star hid
     residual_threshold = cfg.threshold
@@ -227,7 +250,8 @@ def image_model(
         )
     # residuals are needed only where the encoder reads the image
     window = enc.model.config.crop_window
-    return ImageModel(read_psf_fits(psf), enc.background, dithers, window=window)
+    stage = read_cube_header(cube)[0].get("NSTAGE", "before_alignment")
+    return ImageModel(read_psf_fits(psf), enc.background, dithers, window, str(stage))
 
 
 def infer_catalog(
@@ -243,6 +267,7 @@ def infer_catalog(
     psf: str | os.PathLike | None = None,
     subtract_threshold: float | None = None,
     calibration: str | os.PathLike | None = None,
+    prior: FluxPrior | None = None,
 ) -> pd.DataFrame:
     """Catalog every image of `cube` with the encoder in `checkpoint`; write `out` atomically.
 
@@ -251,6 +276,7 @@ def infer_catalog(
     they subtract (None: the catalog's own threshold; the candidate catalogs pass the real one).
     `calibration`: the encoder's calibration file, needed by `infer_config.calibrate`; detections
     are still cut on q(n = 1), which the catalog keeps as `prob_raw`.
+    `prior`: the flux prior, needed by `infer_config.flux_fit`.
     """
     if infer_config.calibrate and calibration is None:
         raise ValueError("infer.calibrate needs the encoder's calibration file")
@@ -266,18 +292,28 @@ def infer_catalog(
                 f"{calibration}: calibration of the encoder d = {fitted_for[0]}, seed "
                 f"{fitted_for[1]}, but {checkpoint} is d = {enc.depth}, seed {seed}"
             )
+    if infer_config.flux_fit and prior is None:
+        raise ValueError("infer.flux_fit needs the flux prior")
     model = None
-    if infer_config.residual_passes > 0:
+    if infer_config.residual_passes > 0 or infer_config.flux_fit:
         if psf is None:
-            raise ValueError("infer.residual_passes > 0 needs the PSF file")
+            raise ValueError("infer.residual_passes > 0 and infer.flux_fit need the PSF file")
         model = image_model(enc, psf, cube, n_images)
     parts, first = [], 0
     for images in batches:
         batch_model = None if model is None else model.rows(first, first + len(images))
         parts.append(
             catalog_batch(
-                enc, images, first, infer_config, device, plan, batch_model, subtract_threshold
-            )
+                enc,
+                images,
+                first,
+                infer_config,
+                device,
+                plan,
+                batch_model,
+                subtract_threshold,
+                prior,
+            )  # fmt: skip
         )
         first += len(images)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from coaddbliss.errors import InputError
 from coaddbliss.psf import PSF
+
+#: Where the simulator draws a coadd's noise (simulate.NOISE_STAGES): before alignment (each
+#: exposure, the physical model) or after it (white noise, the original code's shortcut).
+NOISE_STAGES = ("before_alignment", "after_alignment")
 
 
 def coadd_blur(dithers: np.ndarray | None, depth: int) -> tuple[float, float]:
@@ -64,6 +69,40 @@ def psf_models(
     ddx = gy_t @ (gx * (dx / var_x[None, :, None]))
     ddy = np.ascontiguousarray((gy * (dy / var_y[None, :, None])).transpose(0, 2, 1)) @ gx
     return value, ddx, ddy
+
+
+def matched_filter_noise_factor(kernel: np.ndarray, depth: int, noise_stage: str) -> float:
+    """c: variance of the kernel-filtered coadd noise over its white-noise value (B/d) Σ k².
+
+    A coadd pixel's sky noise is (1/d) Σ_k (bilinear resampling of exposure k's white noise at
+    fractional shift t_k ~ U(0, 1)²). Per axis the resampling applies weights (1 - t, t) to two
+    neighbours, so Var(Σ_i k_i n_i) = (B/d) Σ_{a,a',b,b'} E[w_a w_a'] E[w_b w_b'] R(a' - a, b' - b)
+    with R the kernel's autocorrelation at lags in {-1, 0, 1}² and E[w w'] = [[1/3, 1/6],
+    [1/6, 1/3]]. A delta kernel gives 4/9 (the per-pixel variance); the PSF kernel gives ~0.94.
+    The single exposure (d = 1) is not resampled, and white-noise coadds (noise drawn after
+    alignment, the original code's shortcut) have no correlations: c = 1 for both.
+    """
+    if noise_stage not in NOISE_STAGES:
+        raise InputError(f"unknown noise stage {noise_stage!r}; expected one of {NOISE_STAGES}")
+    if depth == 1 or noise_stage == "after_alignment":
+        return 1.0
+    k = np.asarray(kernel, dtype=np.float64)
+    r00 = float((k * k).sum())
+
+    def lag(dy: int, dx: int) -> float:  # Σ_i k_i k_{i + (dy, dx)}
+        h, w = k.shape
+        a = k[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
+        b = k[max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+        return float((a * b).sum())
+
+    moments = np.array([[1 / 3, 1 / 6], [1 / 6, 1 / 3]])  # E[w_a w_a'] for w = (1 - t, t)
+    total = 0.0
+    for a in range(2):
+        for a2 in range(2):
+            for b in range(2):
+                for b2 in range(2):
+                    total += moments[a, a2] * moments[b, b2] * lag(b2 - b, a2 - a)
+    return total / r00
 
 
 def psf_kernel(psf: PSF, size: int, blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:

@@ -51,6 +51,8 @@ class ImageModel:
     # (lo, hi) px: residuals are computed in the frame pixels [lo, hi)² only, the encoder's crop
     # (pixels outside it keep the image's values); None: the whole frame
     window: tuple[int, int] | None = None
+    # where the simulator drew the coadd's noise (the cube's NSTAGE card): its pixel correlations
+    noise_stage: str = "before_alignment"
 
     def rows(self, start: int, stop: int) -> ImageModel:
         """The model of images start..stop of the cube: the same but for their dithers."""

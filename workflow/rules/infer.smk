@@ -35,6 +35,7 @@ rule infer_catalog:
     params:
         encoder_config={"encoder": config["encoder"], "image": config["image"]},
         infer_config=config["infer"],
+        prior=config["prior"],  # infer.flux_fit's flux prior
     script:
         "../scripts/infer_catalog.py"
 
