@@ -313,7 +313,7 @@ def infer_catalog(
                 batch_model,
                 subtract_threshold,
                 prior,
-            )  # fmt: skip
+            )
         )
         first += len(images)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
