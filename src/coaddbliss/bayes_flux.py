@@ -111,17 +111,19 @@ def log_likelihood(
 def posterior_quantiles(
     log_post_flux: np.ndarray, grid: np.ndarray, quantiles: tuple[float, ...] = (0.5,)
 ) -> np.ndarray:
-    """Quantiles (N, Q) of posteriors given as ln p(f | n) (N, G) on an increasing grid of f.
+    """Quantiles (N, Q) of posteriors given as ln p(f | n) (N, G) on an increasing grid of f:
+    one grid (G,) for all, or one per posterior (N, G).
 
     Trapezoid CDF over the grid (any spacing: the density is per unit flux), linear inverse.
     """
+    grid = np.broadcast_to(grid, log_post_flux.shape)
     w = np.exp(log_post_flux - log_post_flux.max(axis=1, keepdims=True))  # (N, G)
-    cells = 0.5 * (w[:, 1:] + w[:, :-1]) * np.diff(grid)[None, :]  # (N, G - 1)
+    cells = 0.5 * (w[:, 1:] + w[:, :-1]) * np.diff(grid, axis=1)  # (N, G - 1)
     cdf = np.concatenate([np.zeros((len(w), 1)), np.cumsum(cells, axis=1)], axis=1)
     cdf /= cdf[:, -1:]
     out = np.empty((len(w), len(quantiles)))
     for i, row in enumerate(cdf):
-        out[i] = np.interp(quantiles, row, grid)
+        out[i] = np.interp(quantiles, row, grid[i])
     return out
 
 

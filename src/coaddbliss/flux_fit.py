@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coaddbliss.bayes_flux import pareto_log_density, posterior_quantiles
 from coaddbliss.photometry import coadd_blur, fit_stars, matched_filter_noise_factor, psf_kernel
 from coaddbliss.residual_passes import ImageModel
 from coaddbliss.sections import from_sections
@@ -58,15 +59,15 @@ def flux_posterior(
     t = np.linspace(0.0, 1.0, GRID_POINTS)
     log_f = np.log(lo)[:, None] + t[None, :] * np.log(hi / lo)[:, None]  # (N, G)
     f = np.exp(log_f)
-    # density per unit ln f: the prior's f^(-α-1) times the Jacobian f
-    log_post = -prior.alpha * log_f - 0.5 * ((f - f_hat[:, None]) / sd[:, None]) ** 2
-    w = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    # ln p(f | f_hat) per unit flux, up to a constant
+    log_post = pareto_log_density(f, prior.alpha) - 0.5 * ((f - f_hat[:, None]) / sd[:, None]) ** 2
+    median = posterior_quantiles(log_post, f)[:, 0]
+    # moments of ln f: per unit ln f the density gains the Jacobian f; the ln f grid is uniform
+    w = np.exp(log_post + log_f - (log_post + log_f).max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)
-    cdf = np.cumsum(w, axis=1) - 0.5 * w  # mid-point CDF on the uniform ln f grid
-    median = np.array([np.interp(0.5, c, g) for c, g in zip(cdf, log_f, strict=True)])
     mean = (w * log_f).sum(axis=1)
     sd_log = np.sqrt(np.clip((w * log_f**2).sum(axis=1) - mean**2, 0.0, None))
-    return np.exp(median), sd_log
+    return median, sd_log
 
 
 def fit_fluxes(

@@ -12,10 +12,7 @@ import numpy as np
 
 from coaddbliss.errors import InputError
 from coaddbliss.psf import PSF
-
-#: Where the simulator draws a coadd's noise (simulate.NOISE_STAGES): before alignment (each
-#: exposure, the physical model) or after it (white noise, the original code's shortcut).
-NOISE_STAGES = ("before_alignment", "after_alignment")
+from coaddbliss.simulate import NOISE_STAGES  # where the simulator drew a coadd's noise
 
 
 def coadd_blur(dithers: np.ndarray | None, depth: int) -> tuple[float, float]:

@@ -104,13 +104,13 @@ def readme_table(
             ("recall", _fraction),
             ("flux_residual_median", _percent),
         ):
-            cells.append(fmt(_value(dim_e, stat)) + _seed_range(metrics, d, stat, lo, fmt))
+            cells.append(fmt(statistic_value(dim_e, stat)) + _seed_range(metrics, d, stat, lo, fmt))
         ref = bayes[(bayes["d"] == d) & np.isclose(bayes["mag_lo"], lo)]["residual_median"]
         lim = limits[(limits["d"] == d) & np.isclose(limits["mag"], ideal_mag)]
         paper = PAPER_DIMMEST[1] if d == 1 else PAPER_DIMMEST["coadd"]
         cells += [", ".join(paper)]
-        cells += [_fraction(_value(dim_s, s)) for s in ("precision", "recall")]
-        cells += [_percent(_value(dim_s, "flux_residual_median"))]
+        cells += [_fraction(statistic_value(dim_s, s)) for s in ("precision", "recall")]
+        cells += [_percent(statistic_value(dim_s, "flux_residual_median"))]
         cells += [_percent(ref.iloc[0]) if len(ref) else "n/a"]
         cells += [f"{lim['recall_limit'].iloc[0]:.2f}" if len(lim) else "n/a"]
         cells += [f"{100 * lim['flux_err_limit'].iloc[0]:.1f} %" if len(lim) else "n/a"]
@@ -142,7 +142,7 @@ def ablation_results_table(table: pd.DataFrame, nominal: float = 0.9) -> str:
     return "\n".join(lines)
 
 
-def _value(rows: pd.DataFrame, stat: str, nominal: float | None = None) -> float:
+def statistic_value(rows: pd.DataFrame, stat: str, nominal: float | None = None) -> float:
     """The pooled value of one statistic (NaN when absent)."""
     sel = rows[rows["statistic"] == stat]
     if nominal is not None:
@@ -177,10 +177,10 @@ def compare_table(runs: dict[str, pd.DataFrame], bright_max: float = 22.0) -> st
                     method,
                     (
                         f"| {d} | {run} | {method} | {int(seeds.iloc[0]) if len(seeds) else 0} "
-                        f"| {bright['value'].min():.3f} | {_value(dim, 'recall'):.3f} "
-                        f"| {_value(dim, 'precision'):.3f} "
-                        f"| {100 * _value(dim, 'flux_residual_median'):+.1f} % "
-                        f"| {_value(cell, 'coverage_log_flux', 0.9):.2f} |"
+                        f"| {bright['value'].min():.3f} | {statistic_value(dim, 'recall'):.3f} "
+                        f"| {statistic_value(dim, 'precision'):.3f} "
+                        f"| {100 * statistic_value(dim, 'flux_residual_median'):+.1f} % "
+                        f"| {statistic_value(cell, 'coverage_log_flux', 0.9):.2f} |"
                     ),
                 )
             )

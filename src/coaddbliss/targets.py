@@ -38,6 +38,7 @@ from coaddbliss.operating_curves import (
     sweep,
 )
 from coaddbliss.parquet import read_provenance, read_table
+from coaddbliss.report import statistic_value
 
 # The targets (docs/encoder.md). Recall and precision are fractions, flux residuals fractions of
 # the true flux ("points" below are percentage points).
@@ -300,12 +301,7 @@ def interval_coverage(metrics: pd.DataFrame) -> list[Verdict]:
         for stat, label in (("coverage_location", "location"), ("coverage_log_flux", "log flux")):
             values = []
             for level in COVERAGE_LEVELS:
-                v = rows[
-                    (rows["d"] == d)
-                    & (rows["statistic"] == stat)
-                    & np.isclose(rows["nominal"], level)
-                ]["value"]
-                value = float(v.iloc[0]) if len(v) else np.nan
+                value = statistic_value(rows[rows["d"] == d], stat, level)
                 met &= bool(abs(value - level) <= COVERAGE_POINTS + EPS)
                 values.append(f"{value:.3f}")
             parts.append(f"{label} " + " / ".join(values))
