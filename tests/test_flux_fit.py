@@ -9,7 +9,7 @@ from conftest import REPO
 from scipy.integrate import quad
 
 from coaddbliss.coadd_model import expected_image
-from coaddbliss.flux_fit import FluxPrior, fit_fluxes, flux_posterior
+from coaddbliss.flux_fit import FluxPrior, flux_posterior, refit_catalog
 from coaddbliss.psf import PSF, PSFParams
 from coaddbliss.residual_passes import ImageModel
 
@@ -67,7 +67,7 @@ def test_single_exposures_of_a_known_star_scatter_as_the_posterior_says(psf):
         "flux": 1.0, "log_flux_sd": np.nan,  # what the encoder said: to be replaced
     })  # fmt: skip
     model = ImageModel(psf, B, dithers=None)
-    out = fit_fluxes(images, 0, catalog, model, PRIOR)
+    out = refit_catalog(images, 0, catalog, model, PRIOR, positions=False)
     faint = out.iloc[0::2]
     log_flux = np.log(faint["flux"].to_numpy())
     assert np.median(faint["flux"]) == pytest.approx(2475.0, rel=0.01)
@@ -75,7 +75,38 @@ def test_single_exposures_of_a_known_star_scatter_as_the_posterior_says(psf):
     assert np.median(out.iloc[1::2]["flux"]) == pytest.approx(6218.0, rel=0.01)
 
 
+def test_refitted_positions_find_the_star_and_scatter_as_their_sds_say(psf):
+    """400 Poisson exposures of the same pair, the faint star's detection placed 0.8 px off
+    (as the encoder places many stars beside a brighter one): the fit moves it onto the star,
+    its scatter is the reported x_sd, y_sd; a row left out of the fit keeps its values."""
+    rng = np.random.default_rng(9)
+    x, y, flux = np.array([40.3, 45.1]), np.array([41.7, 42.2]), np.array([2475.0, 6218.0])
+    mean = B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
+    images = rng.poisson(np.broadcast_to(mean, (400, 88, 88))).astype(np.float32)
+    start_x, start_y = x + np.array([0.8, 0.1]), y + np.array([-0.6, 0.0])
+    catalog = pd.DataFrame({
+        "image_id": np.repeat(np.arange(400), 2), "x": np.tile(start_x, 400),
+        "y": np.tile(start_y, 400), "x_sd": 0.3, "y_sd": 0.3, "flux": 1.0, "log_flux_sd": np.nan,
+    })  # fmt: skip
+    model = ImageModel(psf, B, dithers=None)
+    out = refit_catalog(images, 0, catalog, model, None, positions=True)
+    faint = out.iloc[0::2]
+    assert np.median(faint["x"]) == pytest.approx(x[0], abs=0.03)
+    assert np.median(faint["y"]) == pytest.approx(y[0], abs=0.03)
+    assert np.std(faint["x"]) == pytest.approx(faint["x_sd"].mean(), rel=0.15)
+    assert np.std(faint["y"]) == pytest.approx(faint["y_sd"].mean(), rel=0.15)
+    assert (out["flux"] == 1.0).all()  # no prior: fluxes stay the encoder's
+    # the bright star's row out of the fit: it keeps its (wrong) place and sd
+    keep = np.tile([True, False], 400)
+    part = refit_catalog(images, 0, catalog, model, PRIOR, positions=True, rows=keep)
+    bright = part.iloc[1::2]
+    assert np.array_equal(
+        bright[["x", "y", "x_sd", "flux"]], catalog.iloc[1::2][["x", "y", "x_sd", "flux"]]
+    )
+    assert (part.iloc[0::2]["flux"] > 622.0).all()
+
+
 def test_an_empty_catalog_passes_through(psf):
     empty = pd.DataFrame({"image_id": [], "x": [], "y": [], "flux": [], "log_flux_sd": []})
     model = ImageModel(psf, B, dithers=None)
-    assert fit_fluxes(np.zeros((1, 88, 88)), 0, empty, model, PRIOR).empty
+    assert refit_catalog(np.zeros((1, 88, 88)), 0, empty, model, PRIOR, positions=True).empty

@@ -377,3 +377,25 @@ def test_flux_fit_replaces_the_encoders_fluxes_and_needs_the_prior(
     assert np.allclose(plain.flux, 5000.0) and len(fitted) == len(plain)
     assert not np.allclose(fitted.flux, 5000.0) and (fitted.flux >= 622.0).all()
     assert np.array_equal(fitted[["x", "y"]], plain[["x", "y"]])  # positions are the encoder's
+
+
+def test_fit_positions_moves_the_catalog_rows_and_spares_the_candidates_below_it(
+    tmp_path, dithered_cube, psf_file
+):
+    """infer.fit_positions refits the rows a catalog keeps; in a candidate catalog (rows below
+    the catalog threshold) those rows keep the encoder's positions and sds."""
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    args = dict(checkpoint=str(ckpt), cube=str(dithered_cube), encoder_config=SMALL, seed=11,
+                device=CPU, psf=psf_file)  # fmt: skip
+    plain = infer_catalog(out=str(tmp_path / "a.parquet"), **args,
+                          infer_config=InferConfig(batch_size=100, threshold=0.5))  # fmt: skip
+    cfg = InferConfig(batch_size=100, threshold=0.5, fit_positions=True)
+    moved = infer_catalog(out=str(tmp_path / "b.parquet"), infer_config=cfg, **args)
+    assert len(moved) == len(plain) and np.allclose(moved.flux, 5000.0)  # fluxes: the encoder's
+    assert not np.allclose(moved[["x", "y"]], plain[["x", "y"]])
+    assert not np.allclose(moved.x_sd, plain.x_sd)
+    # every row (q = 0.95) is below a subtract threshold of 0.99: a candidate, left alone
+    spared = infer_catalog(out=str(tmp_path / "c.parquet"), infer_config=cfg,
+                           subtract_threshold=0.99, **args)  # fmt: skip
+    assert np.array_equal(spared[["x", "y", "x_sd", "y_sd"]], plain[["x", "y", "x_sd", "y_sd"]])

@@ -1,13 +1,16 @@
-"""Fluxes from the image at the encoder's positions: semi-amortized photometry (docs/encoder.md).
+"""Fluxes and positions from the image at the encoder's detections: semi-amortized inference
+(docs/encoder.md).
 
-The encoder detects and locates stars well, but regressing ln f through a network is good to
-about 1 % at best, 1.5-2.4x the photon limit of a bright star on a deep coadd. Here every
-detection of an image is fitted jointly with the PSF at the encoder's positions
-(photometry.fit_stars: linear least squares in the fluxes, positions kept), the fit's flux f_hat
-and standard error s are read as a Gaussian likelihood N(f_hat; f, s²), and the posterior under
-the config's truncated Pareto prior (docs/method.md §4) gives the catalog's `flux` (its median)
-and `log_flux_sd` (the sd of ln f). The prior matters near its floor, where no estimator is
-unbiased (the Bayes reference, coaddbliss.bayes_flux); elsewhere the posterior is the fit.
+The encoder detects stars well, but regressing ln f through a network is good to about 1 % at
+best, 1.5-2.4x the photon limit of a bright star on a deep coadd, and its positions of faint
+stars next to a brighter one are often 1-1.5 px off. Here every detection of an image is fitted
+jointly with the PSF, starting at the encoder's positions (photometry.fit_stars: linear least
+squares in the fluxes, then, with `positions`, Gauss-Newton steps in (x, y, flux)). The fit's
+flux f_hat and standard error s are read as a Gaussian likelihood N(f_hat; f, s²), and the
+posterior under the config's truncated Pareto prior (docs/method.md §4) gives the catalog's
+`flux` (its median) and `log_flux_sd` (the sd of ln f). The prior matters near its floor, where
+no estimator is unbiased (the Bayes reference, coaddbliss.bayes_flux); elsewhere the posterior
+is the fit. Refitted positions take the fit's standard errors as `x_sd`, `y_sd`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ GRID_HALF_WIDTH = 8.0
 GRID_POINTS = 512
 #: Side of the PSF stamp (pixels) behind the fit's noise terms.
 STAMP = 41
+#: Gauss-Newton steps in (x, y, flux) when positions are refitted (each clipped to 1 px): the
+#: SEP baseline's and the residual screen's number.
+POSITION_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,10 @@ def flux_posterior(
     f_hat, sd = np.asarray(f_hat, np.float64), np.asarray(sd, np.float64)
     lo = np.clip(f_hat - GRID_HALF_WIDTH * sd, prior.flux_min, prior.flux_max)
     hi = np.clip(f_hat + GRID_HALF_WIDTH * sd, prior.flux_min, prior.flux_max)
-    # f_hat below the floor: the posterior is a tail above it, narrower than sd
+    # f_hat beyond the floor (or the ceiling): the posterior is a tail above (below) it,
+    # narrower than sd; the grid must not collapse onto the bound
     hi = np.minimum(np.maximum(hi, lo + GRID_HALF_WIDTH * sd), prior.flux_max)
+    lo = np.maximum(np.minimum(lo, hi - GRID_HALF_WIDTH * sd), prior.flux_min)
     t = np.linspace(0.0, 1.0, GRID_POINTS)
     log_f = np.log(lo)[:, None] + t[None, :] * np.log(hi / lo)[:, None]  # (N, G)
     f = np.exp(log_f)
@@ -70,35 +78,73 @@ def flux_posterior(
     return median, sd_log
 
 
-def fit_fluxes(
-    images: np.ndarray, first_id: int, catalog: pd.DataFrame, model: ImageModel, prior: FluxPrior
-) -> pd.DataFrame:
-    """`catalog` (rows of `images` (n, H, W) counts, numbered from `first_id`) with `flux` and
-    `log_flux_sd` from the joint PSF fit of each image's rows and the prior (module doc)."""
-    if len(catalog) == 0:
-        return catalog
+def joint_fit(
+    images: np.ndarray, first_id: int, catalog: pd.DataFrame, model: ImageModel,
+    iterations: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Positions x, y (px) and flux f_hat (counts), each (N,), and the (N, 3) standard errors of
+    (x, y, flux) (NaN for x, y without `iterations`), of every row of `catalog` (rows of `images`
+    (n, H, W) counts, numbered from `first_id`): a joint PSF fit of each image's rows from their
+    positions, linear in the fluxes, then `iterations` Gauss-Newton steps in (x, y, flux); the
+    noise is the coadd's correlated sky and each star's own Poisson noise (as the SEP baseline
+    weighs them)."""
     depth = 1 if model.dithers is None else model.dithers.shape[1]
     stamp = psf_kernel(model.psf, STAMP, coadd_blur(None, depth))
-    # the fit's noise: the coadd's correlated sky (as the SEP baseline filters it) and the
-    # star's own Poisson noise, weighted as the fit weights it
     factor = matched_filter_noise_factor(stamp, depth, model.noise_stage)
     sky_var = factor * model.background / depth
     source_term = float((stamp**3).sum() / (stamp**2).sum()) / depth
-    f_hat, sd = np.empty(len(catalog)), np.empty(len(catalog))
+    f_hat, errors = np.empty(len(catalog)), np.empty((len(catalog), 3))
     ids = catalog["image_id"].to_numpy() - first_id
     x, y = catalog["x"].to_numpy(np.float64), catalog["y"].to_numpy(np.float64)
+    x_fit, y_fit = x.copy(), y.copy()
     for i in np.unique(ids):
         rows = np.flatnonzero(ids == i)
         dithers = model.image_dithers(int(i))
-        _, _, flux, errors = fit_stars(
+        x_fit[rows], y_fit[rows], f_hat[rows], errors[rows] = fit_stars(
             model.psf, np.asarray(images[i], np.float64) - model.background, x[rows], y[rows],
-            sky_var, iterations=0, blur=coadd_blur(dithers, depth), source_term=source_term,
+            sky_var, iterations=iterations, blur=coadd_blur(dithers, depth),
+            source_term=source_term,
         )  # fmt: skip
-        f_hat[rows], sd[rows] = flux, errors[:, 2]
-    # a fit the least squares could not pin (sd not finite) keeps the encoder's estimate
+    return x_fit, y_fit, f_hat, errors
+
+
+def refit_catalog(
+    images: np.ndarray,
+    first_id: int,
+    catalog: pd.DataFrame,
+    model: ImageModel,
+    prior: FluxPrior | None,
+    *,
+    positions: bool,
+    rows: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """`catalog` (rows of `images` (n, H, W) counts, numbered from `first_id`) with the joint PSF
+    fit's results (module doc): `flux` and `log_flux_sd` from it and the `prior` (None: fluxes
+    stay the encoder's), and with `positions` also `x`, `y`, `x_sd`, `y_sd`.
+
+    `rows` (bool (N,), None: all): the rows that take part in the fit and take its results; the
+    others keep the encoder's values (the candidate rows below a catalog's threshold, which
+    would otherwise share the light of the stars they sit beside).
+    """
+    if len(catalog) == 0 or (prior is None and not positions):
+        return catalog
+    rows = np.ones(len(catalog), bool) if rows is None else np.asarray(rows, bool)
+    x, y, f_hat, errors = joint_fit(
+        images, first_id, catalog[rows], model, iterations=POSITION_STEPS if positions else 0
+    )
+    index = np.flatnonzero(rows)
+    out = catalog.copy()
+    # a fit the least squares could not pin (an error not finite, or 0: a degenerate direction)
+    # keeps the encoder's values
+    sd = errors[:, 2]
     ok = np.isfinite(f_hat) & np.isfinite(sd) & (sd > 0)
-    median, sd_log = flux_posterior(f_hat[ok], sd[ok], prior)
-    flux = catalog["flux"].to_numpy(np.float64).copy()
-    log_sd = catalog["log_flux_sd"].to_numpy(np.float64).copy()
-    flux[ok], log_sd[ok] = median, sd_log
-    return catalog.assign(flux=flux, log_flux_sd=log_sd)
+    if prior is not None:
+        median, sd_log = flux_posterior(f_hat[ok], sd[ok], prior)
+        out.iloc[index[ok], out.columns.get_loc("flux")] = median
+        out.iloc[index[ok], out.columns.get_loc("log_flux_sd")] = sd_log
+    if positions:
+        ok &= np.isfinite(x) & np.isfinite(y)
+        ok &= np.isfinite(errors[:, :2]).all(axis=1) & (errors[:, :2] > 0).all(axis=1)
+        for col, values in (("x", x), ("y", y), ("x_sd", errors[:, 0]), ("y_sd", errors[:, 1])):
+            out.iloc[index[ok], out.columns.get_loc(col)] = values[ok]
+    return out

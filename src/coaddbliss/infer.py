@@ -23,7 +23,7 @@ from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
-from coaddbliss.flux_fit import FluxPrior, fit_fluxes
+from coaddbliss.flux_fit import FluxPrior, refit_catalog
 from coaddbliss.images import ImageCubeError, cube_batches, read_cube_header, read_extension
 from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes
@@ -53,6 +53,8 @@ class InferConfig:
     # fit judges it; None = `threshold`. Below `threshold` (candidate catalogs) it is `threshold`
     flux_fit: bool = False  # fluxes from a joint PSF fit of each image's rows at the encoder's
     # positions and the flux prior (coaddbliss.flux_fit); False: the encoder's, the paper's
+    fit_positions: bool = False  # positions (and their sds) from that fit too, Gauss-Newton
+    # steps from the encoder's; False: the encoder's, the paper's
     symmetries: int = 1  # looks averaged per image: 1, 2, 4 or 8 flips and transposes of it
     # (coaddbliss.symmetry); 1 = one look, the paper's
     calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
@@ -186,15 +188,23 @@ def catalog_batch(
     `model` (the PSF, sky and these images' dithers) is needed when `cfg.residual_passes` > 0;
     residual passes subtract the rows above `subtract_threshold` (None: `cfg.threshold`) and
     keep new rows above `cfg.residual_threshold` (or `cfg.threshold`, whichever is lower).
-    `cfg.flux_fit` replaces every row's flux from the image (flux_fit.fit_fluxes), which needs
-    `model` and the flux `prior`.
+    `cfg.flux_fit` and `cfg.fit_positions` replace the rows' fluxes and positions by a joint PSF
+    fit of the image (flux_fit.refit_catalog), which needs `model` (and for fluxes the `prior`):
+    the rows the residual passes subtract and the residual detections take part; the candidate
+    rows below them keep the encoder's values.
     """
-    if (cfg.residual_passes > 0 or cfg.flux_fit) and model is None:
-        raise ValueError("residual passes and flux_fit need the image model (PSF, sky, dithers)")
+    refit = cfg.flux_fit or cfg.fit_positions
+    if (cfg.residual_passes > 0 or refit) and model is None:
+        raise ValueError("residual passes and PSF refits need the image model (PSF, sky, dithers)")
     if cfg.flux_fit and prior is None:
         raise ValueError("infer.flux_fit needs the flux prior")
+    subtract_threshold = cfg.threshold if subtract_threshold is None else subtract_threshold
     rows = _detect(enc, images, first_id, cfg, device, plan, model, subtract_threshold)
-    return fit_fluxes(images, first_id, rows, model, prior) if cfg.flux_fit else rows
+    if not refit:
+        return rows
+    stars = (rows["prob"] > subtract_threshold).to_numpy() | (rows["detection_pass"] > 1).to_numpy()
+    return refit_catalog(images, first_id, rows, model, prior if cfg.flux_fit else None,
+                         positions=cfg.fit_positions, rows=stars)  # fmt: skip
 
 
 def _detect(
@@ -205,7 +215,7 @@ def _detect(
     device: torch.device,
     plan: DevicePlan | None,
     model: ImageModel | None,
-    subtract_threshold: float | None,
+    subtract_threshold: float,
 ) -> pd.DataFrame:
     """catalog_batch's detections: pass 1 and the residual passes."""
 
@@ -232,8 +242,8 @@ def _detect(
     return add_residual_passes(
         lambda batch: predict(batch, residual_threshold), images, first_id, rows, model,
         passes=cfg.residual_passes,
-        subtract_threshold=cfg.threshold if subtract_threshold is None else subtract_threshold,
-        exclusion=cfg.residual_exclusion, prune_snr=cfg.residual_prune_snr,
+        subtract_threshold=subtract_threshold, exclusion=cfg.residual_exclusion,
+        prune_snr=cfg.residual_prune_snr,
     )  # fmt: skip
 
 
@@ -295,9 +305,11 @@ def infer_catalog(
     if infer_config.flux_fit and prior is None:
         raise ValueError("infer.flux_fit needs the flux prior")
     model = None
-    if infer_config.residual_passes > 0 or infer_config.flux_fit:
+    if infer_config.residual_passes > 0 or infer_config.flux_fit or infer_config.fit_positions:
         if psf is None:
-            raise ValueError("infer.residual_passes > 0 and infer.flux_fit need the PSF file")
+            raise ValueError(
+                "infer.residual_passes > 0, flux_fit and fit_positions need the PSF file"
+            )
         model = image_model(enc, psf, cube, n_images)
     parts, first = [], 0
     for images in batches:
