@@ -9,7 +9,7 @@ from conftest import REPO
 from scipy.integrate import quad
 
 from coaddbliss.coadd_model import expected_image
-from coaddbliss.flux_fit import FluxPrior, flux_posterior, refit_catalog
+from coaddbliss.flux_fit import FluxPrior, converged_duplicates, flux_posterior, refit_catalog
 from coaddbliss.psf import PSF, PSFParams
 from coaddbliss.residual_passes import ImageModel
 
@@ -110,3 +110,25 @@ def test_an_empty_catalog_passes_through(psf):
     empty = pd.DataFrame({"image_id": [], "x": [], "y": [], "flux": [], "log_flux_sd": []})
     model = ImageModel(psf, B, dithers=None)
     assert refit_catalog(np.zeros((1, 88, 88)), 0, empty, model, PRIOR, positions=True).empty
+
+
+def test_converged_duplicates_keep_the_most_probable_row_of_each_star():
+    """Rows within the radius on both axes in one image are one star: the most probable stays,
+    and a row it did not claim survives even when a dropped row was near it (greedy order);
+    rows out of the fit and other images are left alone."""
+    catalog = pd.DataFrame({
+        "image_id": [0, 0, 0, 0, 1, 1, 0],
+        "x": [10.0, 10.6, 11.4, 30.0, 10.0, 10.5, 10.2],
+        "y": [10.0, 10.3, 10.0, 30.0, 10.0, 10.0, 10.1],
+        "prob": [0.9, 0.95, 0.6, 0.99, 0.7, 0.8, 0.99],
+    })  # fmt: skip
+    fitted = np.array([True, True, True, True, True, True, False])
+    drop = converged_duplicates(catalog, fitted, 1.0)
+    # image 0: row 1 (0.95) claims row 0 (0.6 px off) and row 2 (0.8 px); row 3 is far;
+    # row 6 sits on row 0 but took no part in the fit. Image 1: row 5 claims row 4.
+    assert drop.tolist() == [True, False, True, False, True, False, False]
+    assert not converged_duplicates(catalog, fitted, 0.0).any()
+    # greedy: at 0.7 px row 1 claims row 0 (0.6) but not row 2 (0.8), which stays
+    assert converged_duplicates(catalog, fitted, 0.7).tolist() == [
+        True, False, False, False, True, False, False,
+    ]  # fmt: skip

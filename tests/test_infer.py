@@ -390,7 +390,8 @@ def test_fit_positions_moves_the_catalog_rows_and_spares_the_candidates_below_it
                 device=CPU, psf=psf_file)  # fmt: skip
     plain = infer_catalog(out=str(tmp_path / "a.parquet"), **args,
                           infer_config=InferConfig(batch_size=100, threshold=0.5))  # fmt: skip
-    cfg = InferConfig(batch_size=100, threshold=0.5, fit_positions=True)
+    # a star in every tile: many rows move onto the cube's few stars; no merging here
+    cfg = InferConfig(batch_size=100, threshold=0.5, fit_positions=True, fit_merge_radius=0.0)
     moved = infer_catalog(out=str(tmp_path / "b.parquet"), infer_config=cfg, **args)
     assert len(moved) == len(plain) and np.allclose(moved.flux, 5000.0)  # fluxes: the encoder's
     assert not np.allclose(moved[["x", "y"]], plain[["x", "y"]])
@@ -399,3 +400,39 @@ def test_fit_positions_moves_the_catalog_rows_and_spares_the_candidates_below_it
     spared = infer_catalog(out=str(tmp_path / "c.parquet"), infer_config=cfg,
                            subtract_threshold=0.99, **args)  # fmt: skip
     assert np.array_equal(spared[["x", "y", "x_sd", "y_sd"]], plain[["x", "y", "x_sd", "y_sd"]])
+
+
+def test_rows_the_position_fit_merges_leave_the_catalog(
+    tmp_path, dithered_cube, psf_file, monkeypatch
+):
+    """A star in every tile: the fit moves many rows onto the cube's few stars, and no two rows
+    of an image end closer than infer.fit_merge_radius; a row converged_duplicates drops is not
+    in the catalog."""
+    ckpt = constant_checkpoint(tmp_path / "c.pt", n_logit=3.0, loc_mu=(0.0, 0.0),
+                               loc_raw_sd=-6.0, log_flux=math.log(5000.0))  # fmt: skip
+    args = dict(checkpoint=str(ckpt), cube=str(dithered_cube), encoder_config=SMALL, seed=11,
+                device=CPU, psf=psf_file)  # fmt: skip
+    cfg = InferConfig(batch_size=100, threshold=0.5, fit_positions=True)
+    merged = infer_catalog(out=str(tmp_path / "a.parquet"), infer_config=cfg, **args)
+    for _, rows in merged.groupby("image_id"):
+        xy = rows[["x", "y"]].to_numpy()
+        gap = np.abs(xy[:, None, :] - xy[None, :, :]).max(axis=2) + np.eye(len(xy)) * 99
+        assert gap.min() >= cfg.fit_merge_radius
+    keep_all = dataclasses.replace(cfg, fit_merge_radius=0.0)
+    full = infer_catalog(out=str(tmp_path / "b.parquet"), infer_config=keep_all, **args)
+    assert len(merged) < len(full)
+
+    def drop_first_row(catalog, rows, radius):
+        drop = np.zeros(len(catalog), bool)
+        drop[0] = True
+        return drop
+
+    def drop_first_row_once(catalog, rows, radius):
+        calls.append(len(catalog))
+        return drop_first_row(catalog, rows, radius) if len(calls) == 1 else ~np.ones_like(rows)
+
+    calls = []
+    monkeypatch.setattr(infer_module, "converged_duplicates", drop_first_row_once)
+    one_less = infer_catalog(out=str(tmp_path / "c.parquet"), infer_config=keep_all, **args)
+    assert len(one_less) == len(full) - 1  # the 7 images make one batch
+    assert calls == [len(full), len(full) - 1]  # checked again after the refit

@@ -10,7 +10,8 @@ flux f_hat and standard error s are read as a Gaussian likelihood N(f_hat; f, sย
 posterior under the config's truncated Pareto prior (docs/method.md ยง4) gives the catalog's
 `flux` (its median) and `log_flux_sd` (the sd of ln f). The prior matters near its floor, where
 no estimator is unbiased (the Bayes reference, coaddbliss.bayes_flux); elsewhere the posterior
-is the fit. Refitted positions take the fit's standard errors as `x_sd`, `y_sd`.
+is the fit. Refitted positions take the fit's standard errors as `x_sd`, `y_sd`; two rows whose
+fitted positions converge onto one star are that star once (`converged_duplicates`).
 """
 
 from __future__ import annotations
@@ -148,3 +149,27 @@ def refit_catalog(
         for col, values in (("x", x), ("y", y), ("x_sd", errors[:, 0]), ("y_sd", errors[:, 1])):
             out.iloc[index[ok], out.columns.get_loc(col)] = values[ok]
     return out
+
+
+def converged_duplicates(catalog: pd.DataFrame, rows: np.ndarray, radius: float) -> np.ndarray:
+    """(N,) bool: the rows of `catalog` to drop because a more probable row of the same image
+    (both among `rows`, bool (N,)) lies within `radius` px on both axes. Two detections a fit
+    moved onto one star (a residual detection beside a star found before, a second detection)
+    are that star once; the more probable row stays, greedily from the most probable."""
+    drop = np.zeros(len(catalog), bool)
+    index = np.flatnonzero(rows)
+    if radius <= 0 or len(index) < 2:
+        return drop
+    part = catalog.iloc[index]
+    order = np.lexsort((-part["prob"].to_numpy(), part["image_id"].to_numpy()))
+    ids, xy = part["image_id"].to_numpy()[order], part[["x", "y"]].to_numpy(np.float64)[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+    for a, b in zip(starts[:-1], starts[1:], strict=False):
+        if b - a < 2:
+            continue
+        gone = np.zeros(b - a, bool)
+        for k in range(b - a - 1):  # most probable first: it claims its neighbours
+            if not gone[k]:
+                gone[k + 1 :] |= (np.abs(xy[a + k + 1 : b] - xy[a + k]) < radius).all(axis=1)
+        drop[index[order[a:b][gone]]] = True
+    return drop
