@@ -56,7 +56,7 @@ class InferConfig:
     fit_positions: bool = False  # positions (and their sds) from that fit too, Gauss-Newton
     # steps from the encoder's; False: the encoder's, the paper's
     fit_merge_radius: float = 1.0  # px (both axes): rows the position fit moved this close are
-    # one star (the more probable row stays, the image refitted); 0 = keep both
+    # one star (the more probable row stays, the fit runs again); 0 = keep both
     symmetries: int = 1  # looks averaged per image: 1, 2, 4 or 8 flips and transposes of it
     # (coaddbliss.symmetry); 1 = one look, the paper's
     calibrate: bool = False  # `prob` and the posterior sds through the encoder's calibration on
@@ -204,8 +204,23 @@ def catalog_batch(
     rows = _detect(enc, images, first_id, cfg, device, plan, model, subtract_threshold)
     if not refit:
         return rows
+    # the catalog's stars take part in the fit: pass-1 rows the residual passes subtract and
+    # the residual detections (which survived a fit of their own)
     stars = (rows["prob"] > subtract_threshold).to_numpy() | (rows["detection_pass"] > 1).to_numpy()
-    flux_prior = prior if cfg.flux_fit else None
+    return _refit(images, first_id, rows, stars, cfg, model, prior if cfg.flux_fit else None)
+
+
+def _refit(
+    images: np.ndarray,
+    first_id: int,
+    rows: pd.DataFrame,
+    stars: np.ndarray,
+    cfg: InferConfig,
+    model: ImageModel,
+    flux_prior: FluxPrior | None,
+) -> pd.DataFrame:
+    """catalog_batch's joint PSF fit of the `stars` rows (bool (N,)), and with positions the
+    merging of the rows it moves onto one star."""
     rows = refit_catalog(images, first_id, rows, model, flux_prior, positions=cfg.fit_positions,
                          rows=stars)  # fmt: skip
     if not cfg.fit_positions:
