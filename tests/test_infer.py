@@ -377,6 +377,15 @@ def test_flux_fit_replaces_the_encoders_fluxes_and_needs_the_prior(
     assert np.allclose(plain.flux, 5000.0) and len(fitted) == len(plain)
     assert not np.allclose(fitted.flux, 5000.0) and (fitted.flux >= 622.0).all()
     assert np.array_equal(fitted[["x", "y"]], plain[["x", "y"]])  # positions are the encoder's
+    # the cube is a d = 5 coadd: with flux_fit_min_depth above it, the fluxes stay the encoder's
+    shallow = dataclasses.replace(cfg, flux_fit_min_depth=6)
+    kept = infer_catalog(out=str(tmp_path / "c.parquet"), prior=prior,
+                         **{**args, "infer_config": shallow})  # fmt: skip
+    assert np.allclose(kept.flux, 5000.0)
+    at_five = dataclasses.replace(cfg, flux_fit_min_depth=5)
+    again = infer_catalog(out=str(tmp_path / "d.parquet"), prior=prior,
+                          **{**args, "infer_config": at_five})  # fmt: skip
+    assert np.allclose(again.flux, fitted.flux)
 
 
 def test_fit_positions_moves_the_catalog_rows_and_spares_the_candidates_below_it(

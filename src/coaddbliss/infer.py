@@ -53,6 +53,7 @@ class InferConfig:
     # fit judges it; None = `threshold`. Below `threshold` (candidate catalogs) it is `threshold`
     flux_fit: bool = False  # fluxes from a joint PSF fit of each image's rows at the encoder's
     # positions and the flux prior (coaddbliss.flux_fit); False: the encoder's, the paper's
+    flux_fit_min_depth: int = 1  # flux_fit at depths d >= this only (2: coadds only)
     fit_positions: bool = False  # positions (and their sds) from that fit too, Gauss-Newton
     # steps from the encoder's; False: the encoder's, the paper's
     fit_merge_radius: float = 1.0  # px (both axes): rows the position fit moved this close are
@@ -190,12 +191,15 @@ def catalog_batch(
     `model` (the PSF, sky and these images' dithers) is needed when `cfg.residual_passes` > 0;
     residual passes subtract the rows above `subtract_threshold` (None: `cfg.threshold`) and
     keep new rows above `cfg.residual_threshold` (or `cfg.threshold`, whichever is lower).
-    `cfg.flux_fit` and `cfg.fit_positions` replace the rows' fluxes and positions by a joint PSF
-    fit of the image (flux_fit.refit_catalog), which needs `model` (and for fluxes the `prior`):
-    the rows the residual passes subtract and the residual detections take part; the candidate
-    rows below them keep the encoder's values.
+    `cfg.flux_fit` (at depths from `cfg.flux_fit_min_depth`) and `cfg.fit_positions` replace the
+    rows' fluxes and positions by a joint PSF fit of the image (flux_fit.refit_catalog), which
+    needs `model` (and for fluxes the `prior`): the rows the residual passes subtract and the
+    residual detections take part; the candidate rows below them keep the encoder's values.
     """
-    refit = cfg.flux_fit or cfg.fit_positions
+    # on single exposures the detections near the threshold are half noise: fitted, their
+    # posterior (of a star) sits at the prior's floor, inside the faintest bin
+    fit_flux = cfg.flux_fit and enc.depth >= cfg.flux_fit_min_depth
+    refit = fit_flux or cfg.fit_positions
     if (cfg.residual_passes > 0 or refit) and model is None:
         raise ValueError("residual passes and PSF refits need the image model (PSF, sky, dithers)")
     if cfg.flux_fit and prior is None:
@@ -207,7 +211,7 @@ def catalog_batch(
     # the catalog's stars take part in the fit: pass-1 rows the residual passes subtract and
     # the residual detections (which survived a fit of their own)
     stars = (rows["prob"] > subtract_threshold).to_numpy() | (rows["detection_pass"] > 1).to_numpy()
-    return _refit(images, first_id, rows, stars, cfg, model, prior if cfg.flux_fit else None)
+    return _refit(images, first_id, rows, stars, cfg, model, prior if fit_flux else None)
 
 
 def _refit(
