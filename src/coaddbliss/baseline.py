@@ -42,6 +42,7 @@ from coaddbliss.photometry import (  # noqa: F401 (NOISE_STAGES: re-exported)
     matched_filter_noise_factor,
     psf_kernel,
     psf_models,
+    source_term,
 )
 from coaddbliss.psf import PSF
 from coaddbliss.sections import from_sections
@@ -169,8 +170,7 @@ def _catalog_chunk(images: np.ndarray, *, setup: CubeSetup, first_id: int = 0) -
     variance = detection_variance(
         background, depth, matched_filter_noise_factor(kernel, depth, noise_stage)
     )
-    stamp = psf_kernel(psf, 41, coadd_blur(None, depth))
-    source_term = float((stamp**3).sum() / (stamp**2).sum()) / depth
+    star_term = source_term(psf, depth)
     sky_subtracted = np.asarray(images, dtype=np.float64) - background  # (n, H, W) counts
     n = len(sky_subtracted)
     blurs = [coadd_blur(None if dithers is None else dithers[i], depth) for i in range(n)]
@@ -190,7 +190,7 @@ def _catalog_chunk(images: np.ndarray, *, setup: CubeSetup, first_id: int = 0) -
                     psf, sky_subtracted[i], np.concatenate([x, new_x]),
                     np.concatenate([y, new_y]), np.concatenate([snr, new_snr]),
                     variance, blurs[i], iterations=settings.fit_iterations,
-                    prune_snr=settings.prune_snr, source_term=source_term,
+                    prune_snr=settings.prune_snr, source_term=star_term,
                 )  # fmt: skip
                 x, y = x_fit, y_fit
                 state[i] = (x, y, flux, snr, err)

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from coaddbliss.bayes_flux import pareto_log_density, posterior_quantiles
-from coaddbliss.photometry import coadd_blur, fit_stars, matched_filter_noise_factor, psf_kernel
+from coaddbliss.photometry import (
+    coadd_blur,
+    fit_stars,
+    matched_filter_noise_factor,
+    psf_kernel,
+    source_term,
+)
 from coaddbliss.residual_passes import ImageModel
 from coaddbliss.sections import from_sections
 
@@ -93,7 +99,7 @@ def joint_fit(
     stamp = psf_kernel(model.psf, STAMP, coadd_blur(None, depth))
     factor = matched_filter_noise_factor(stamp, depth, model.noise_stage)
     sky_var = factor * model.background / depth
-    source_term = float((stamp**3).sum() / (stamp**2).sum()) / depth
+    star_term = source_term(model.psf, depth, STAMP)
     f_hat, errors = np.empty(len(catalog)), np.empty((len(catalog), 3))
     ids = catalog["image_id"].to_numpy() - first_id
     x, y = catalog["x"].to_numpy(np.float64), catalog["y"].to_numpy(np.float64)
@@ -104,7 +110,7 @@ def joint_fit(
         x_fit[rows], y_fit[rows], f_hat[rows], errors[rows] = fit_stars(
             model.psf, np.asarray(images[i], np.float64) - model.background, x[rows], y[rows],
             sky_var, iterations=iterations, blur=coadd_blur(dithers, depth),
-            source_term=source_term,
+            source_term=star_term,
         )  # fmt: skip
     return x_fit, y_fit, f_hat, errors
 

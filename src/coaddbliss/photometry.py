@@ -102,6 +102,13 @@ def matched_filter_noise_factor(kernel: np.ndarray, depth: int, noise_stage: str
     return total / r00
 
 
+def source_term(psf: PSF, depth: int, size: int = 41) -> float:
+    """Σ P³ / Σ P² / d over a (size, size) stamp of the coadd's PSF: a star's own Poisson
+    variance per unit flux as a least-squares PSF fit weights it (fit_stars' `source_term`)."""
+    stamp = psf_kernel(psf, size, coadd_blur(None, depth))
+    return float((stamp**3).sum() / (stamp**2).sum()) / depth
+
+
 def psf_kernel(psf: PSF, size: int, blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """(size, size) stamp of the (blurred) PSF centred on the central pixel: the matched filter."""
     centre = np.array([size / 2])
