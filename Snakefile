@@ -26,6 +26,7 @@
 #   metrics/{curves,reliability}/d{d}.parquet    operating curves, prob reliability of one depth
 #   metrics/{curves,reliability,matched_precision}.parquet  every depth; recall at fixed precision
 #   metrics/bayes_flux.parquet                   exact posterior-median flux residuals (Bayes)
+#   metrics/crowded_flux.parquet                 test stars' fluxes fitted at true positions
 #   figures/{loss_accounting,curves,reliability,bayes_flux}.{png,pdf}  their figures
 #   ablation/                                    noise-model ablation (ablation.enabled):
 #     white/data/, white/models/, catalogs/, metrics/runs/, ablation.parquet

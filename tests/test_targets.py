@@ -197,7 +197,7 @@ def test_second_detections_share_of_all_detections():
     assert verdicts[25].met is False and verdicts[25].measured.startswith("0.60 %")
 
 
-def test_flux_against_bayes_median_gap_and_iqr_ratio_per_bin():
+def test_flux_against_a_reference_median_gap_and_iqr_ratio_per_bin():
     metrics = table(
         metric_rows("encoder", 5, "flux_residual_median", [0.030, 0.050]),
         metric_rows("encoder", 5, "flux_residual_q25", [0.00, -0.10]),
@@ -213,12 +213,17 @@ def test_flux_against_bayes_median_gap_and_iqr_ratio_per_bin():
             "residual_q75": [0.05, 0.05],
         }
     )
-    median, iqr = tg.flux_against_bayes(metrics, bayes)
+    median, iqr = tg.flux_against_reference(metrics, bayes, "the Bayes reference")
     # gaps +1.0 and +2.0 points: the second bin fails
     assert median.met is False and "1 of 2 bins; worst +2.0 points (20.2-20.4)" in median.measured
     # IQRs 0.10 and 0.30 against 0.10: ratios 1.0 and 3.0
     assert iqr.met is False and "1 of 2 bins; worst 3.00x (20.2-20.4)" in iqr.measured
-    assert all(v.met is None for v in tg.flux_against_bayes(metrics, None))
+    assert all(v.met is None for v in tg.flux_against_reference(metrics, None, "it"))
+    # a reference bin without stars (the crowded-field table's empty bins) is not judged
+    bayes.loc[1, ["residual_median", "residual_q25", "residual_q75"]] = np.nan
+    median, iqr = tg.flux_against_reference(metrics, bayes, "the crowded-field reference")
+    assert median.met is True and "1 of 1 bins" in median.measured
+    assert iqr.met is True and "crowded-field reference's" in iqr.target
 
 
 def test_interval_coverage_within_five_points_of_each_level():

@@ -25,6 +25,7 @@ from conftest import (
 )
 
 from coaddbliss.bayes_flux import BAYES_SCHEMA
+from coaddbliss.crowded_flux import CROWDED_SCHEMA
 from coaddbliss.loss_accounting import LOSS_SCHEMA
 from coaddbliss.operating_curves import CURVES_SCHEMA, MATCHED_SCHEMA, RELIABILITY_SCHEMA
 from coaddbliss.parquet import read_table
@@ -85,8 +86,8 @@ def test_demo_writes_the_data_contract(demo_workdir):
 
 @pytest.mark.slow
 def test_demo_writes_the_diagnostics_and_curves(demo_workdir):
-    """Loss accounting, operating curves, reliability and the Bayes flux reference: tables with
-    their schemas and rows for every depth, and their figures."""
+    """Loss accounting, operating curves, reliability and the Bayes and crowded-field flux
+    references: tables with their schemas and rows for every depth, and their figures."""
     results = demo_workdir / DEMO_RESULTS
     depths = set(merged_config(demo_workdir, DEMO_CONFIG)["simulate"]["depths"])
     for table, schema in (
@@ -95,6 +96,7 @@ def test_demo_writes_the_diagnostics_and_curves(demo_workdir):
         ("reliability", RELIABILITY_SCHEMA),
         ("matched_precision", MATCHED_SCHEMA),
         ("bayes_flux", BAYES_SCHEMA),
+        ("crowded_flux", CROWDED_SCHEMA),
     ):
         df = read_table(results / "metrics" / f"{table}.parquet", schema)
         assert set(df["d"]) == depths, table
@@ -258,7 +260,7 @@ def jobs_using(module, config):
             "simulate_catalog": n_sets, "simulate_images": n_sets, **encoder,
             "baseline_sep": n_d, "sep_candidates": n_d, "physical_limits": 1,
             "score_catalog": n_d * n_s + n_d, "figure_scene": 1, **after_scores,
-            **after_catalogs, "bayes_flux": 1, "figure_bayes_flux": 1,
+            **after_catalogs, "bayes_flux": 1, "figure_bayes_flux": 1, "crowded_flux": 1,
         }  # fmt: skip
     raise ValueError(module)
 

@@ -4,12 +4,13 @@
 
 Reads what the workflow wrote under a results root: `metrics/metrics.parquet` (recall, precision,
 flux residuals and interval coverage per 0.2-mag bin, pooled over seeds), `metrics/curves.parquet`
-(operating curves), `metrics/reliability.parquet`, `metrics/loss_accounting.parquet`,
-`metrics/bayes_flux.parquet`, each encoder's `history.tsv` and the catalog jobs' benchmark
-records; where SEP's point in a 0.2-mag bin beats the encoder's and the run's curves do not
-cover that bin, the encoder's candidates are swept there as the operating_curves rule sweeps its
-own bins. Prints one row per target and depth: what was measured, and whether it is met (`n/a`
-where the run cannot say: a table or a depth it did not make).
+(operating curves), `metrics/reliability.parquet`, `metrics/loss_accounting.parquet`, the flux
+references `metrics/bayes_flux.parquet` and `metrics/crowded_flux.parquet`, each encoder's
+`history.tsv` and the catalog jobs' benchmark records; where SEP's point in a 0.2-mag bin beats the
+encoder's and the run's curves do not cover that bin, the encoder's candidates are swept there as
+the operating_curves rule sweeps its own bins. Prints one row per target and depth: what was
+measured, and whether it is met (`n/a` where the run cannot say: a table or a depth it did not
+make).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow as pa
 from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
 from coaddbliss.bayes_flux import BAYES_SCHEMA
 from coaddbliss.catalog import read_catalog, read_metadata
+from coaddbliss.crowded_flux import CROWDED_SCHEMA
 from coaddbliss.errors import InputError
 from coaddbliss.loss_accounting import LOSS_SCHEMA
 from coaddbliss.metrics import read_metrics_table
@@ -46,8 +48,10 @@ BRIGHT_MAG_MAX = 22.0  # bins brighter than this (mag_hi <= 22) must reach BRIGH
 BRIGHT_RECALL = 0.98
 DEEP_DEPTH, DEEP_RECALL, DEEP_PRECISION = 25, 0.95, 0.97  # the dimmest bin at d = 25
 DOUBLE_SHARE = 0.005  # second detections of a matched star, share of all detections
-FLUX_MEDIAN_POINTS = 0.015  # |median residual - the Bayes reference's median|
-FLUX_IQR_RATIO = 1.2  # interquartile range at most this times the Bayes reference's
+# |median residual - a flux reference's median|, interquartile range at most this times the
+# reference's: against the isolated star's Bayes reference and the crowded-field reference
+FLUX_MEDIAN_POINTS = 0.015
+FLUX_IQR_RATIO = 1.2
 COVERAGE_LEVELS, COVERAGE_POINTS = (0.5, 0.9), 0.05  # interval coverage, nominal +- 5 points
 RELIABILITY_POINTS, RELIABILITY_MIN_DETECTIONS = 0.05, 100  # prob deciles with >= 100 rows
 TRAIN_SECONDS = 15 * 60.0  # per encoder, 2 CPU cores
@@ -242,20 +246,24 @@ def second_detections(loss: pd.DataFrame | None) -> list[Verdict]:
     return out
 
 
-def flux_against_bayes(metrics: pd.DataFrame, bayes: pd.DataFrame | None) -> list[Verdict]:
-    """Every coadd depth and bin: median residual within 1.5 points of the Bayes reference's,
-    interquartile range at most 1.2x the reference's."""
+def flux_against_reference(
+    metrics: pd.DataFrame, reference: pd.DataFrame | None, what: str
+) -> list[Verdict]:
+    """Every coadd depth and bin: median residual within 1.5 points of the reference's, and
+    interquartile range at most 1.2x the reference's. `reference`: BAYES_SCHEMA or
+    CROWDED_SCHEMA rows (None: the run did not make it), `what` its name in the verdicts."""
     names = (
-        f"flux median within {100 * FLUX_MEDIAN_POINTS:g} points of the Bayes reference",
-        f"flux IQR <= {FLUX_IQR_RATIO:g}x the Bayes reference's",
+        f"flux median within {100 * FLUX_MEDIAN_POINTS:g} points of {what}",
+        f"flux IQR <= {FLUX_IQR_RATIO:g}x {what}'s",
     )
-    if bayes is None:
-        return [Verdict(n, None, "no Bayes reference table", None) for n in names]
+    if reference is None:
+        return [Verdict(n, None, f"no table of {what}", None) for n in names]
     median = _pooled(metrics, "encoder", "flux_residual_median")
     iqr = _pooled(metrics, "encoder", "flux_residual_q75") - _pooled(
         metrics, "encoder", "flux_residual_q25"
     )
-    ref = bayes.assign(iqr=bayes["residual_q75"] - bayes["residual_q25"])
+    ref = reference.assign(iqr=reference["residual_q75"] - reference["residual_q25"])
+    ref = ref[np.isfinite(ref["residual_median"].astype(float))]  # bins without stars
     ref = ref.set_index(["d", ref["mag_lo"].round(6)])
     out = []
     for d in sorted(set(median.index.get_level_values("d")) - {1}):
@@ -392,13 +400,15 @@ def judge_run(root: str | os.PathLike) -> list[Verdict]:
     reliability = _optional(m / "reliability.parquet", RELIABILITY_SCHEMA, "reliability table")
     loss = _optional(m / "loss_accounting.parquet", LOSS_SCHEMA, "loss table")
     bayes = _optional(m / "bayes_flux.parquet", BAYES_SCHEMA, "Bayes flux reference")
+    crowded = _optional(m / "crowded_flux.parquet", CROWDED_SCHEMA, "crowded-field reference")
     return [
         *bins_against_sep(metrics, bin_curves(root, metrics, curves)),
         *deep_dimmest(metrics),
         *bright_recall(metrics),
         *single_exposure_curves(curves),
         *second_detections(loss),
-        *flux_against_bayes(metrics, bayes),
+        *flux_against_reference(metrics, bayes, "the Bayes reference"),
+        *flux_against_reference(metrics, crowded, "the crowded-field reference"),
         *interval_coverage(metrics),
         *prob_reliability(reliability),
         *budget(root),

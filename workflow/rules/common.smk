@@ -169,9 +169,10 @@ def diagnostics_targets():
 
 
 def curves_targets():
-    """The curves, reliability, matched-precision and Bayes flux tables and their figures."""
+    """The curves, reliability, matched-precision, Bayes and crowded-field flux tables and their
+    figures."""
     return (
-        [CURVES_TABLE, RELIABILITY_TABLE, MATCHED_TABLE, BAYES_TABLE]
+        [CURVES_TABLE, RELIABILITY_TABLE, MATCHED_TABLE, BAYES_TABLE, CROWDED_TABLE]
         + rules.figure_curves.output
         + rules.figure_reliability.output
         + rules.figure_bayes_flux.output

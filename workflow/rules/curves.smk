@@ -1,8 +1,8 @@
 # Stage 'curves' (docs/diagnostics.md): each method swept across its detection threshold in the
-# dimmest bins, the reliability of `prob`, and the Bayes reference for photometry. The sweeps
-# read the low-threshold candidate catalogs (CANDIDATE_CATALOG, SEP_CANDIDATE_CATALOG:
-# diagnostics.smk), so the encoder's starts at diagnostics.candidate_threshold and SEP's at
-# diagnostics.sep_candidate_threshold. Cross-key checks of the `curves` section:
+# dimmest bins, the reliability of `prob`, and the Bayes and crowded-field references for
+# photometry. The sweeps read the low-threshold candidate catalogs (CANDIDATE_CATALOG,
+# SEP_CANDIDATE_CATALOG: diagnostics.smk), so the encoder's starts at
+# diagnostics.candidate_threshold and SEP's at diagnostics.sep_candidate_threshold. Cross-key checks of the `curves` section:
 # coaddbliss.config. Targets of `rule all`: common.smk.
 
 CURVES_RUN = result_path("metrics/curves/d{d}.parquet")
@@ -11,6 +11,7 @@ CURVES_TABLE = result_path("metrics/curves.parquet")
 RELIABILITY_TABLE = result_path("metrics/reliability.parquet")
 MATCHED_TABLE = result_path("metrics/matched_precision.parquet")
 BAYES_TABLE = result_path("metrics/bayes_flux.parquet")
+CROWDED_TABLE = result_path("metrics/crowded_flux.parquet")
 
 
 rule operating_curves:
@@ -118,6 +119,30 @@ use rule figure_curves as figure_reliability with:
         figures=config["figures"],
         kind="reliability",
         options={},
+
+
+# The crowded-field reference: the test stars' fluxes fitted at their images' true positions.
+rule crowded_flux:
+    input:
+        truth=TEST_TRUTH,
+        cubes=expand(TEST_CUBE, d=DEPTHS),
+        psf=PSF_FITS,
+        code=script_sources("crowded_flux.py"),
+    output:
+        table=CROWDED_TABLE,
+    log:
+        log_path("crowded_flux", "crowded_flux"),
+    benchmark:
+        benchmark_path("crowded_flux", "crowded_flux")
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        prior=config["prior"],
+        background=config["survey"]["background"],
+        depths=DEPTHS,
+        evaluate={k: config["evaluate"][k] for k in ("mag_min", "mag_max", "mag_step")},
+    script:
+        "../scripts/crowded_flux.py"
 
 
 use rule figure_curves as figure_bayes_flux with:
