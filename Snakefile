@@ -55,8 +55,23 @@ include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/curves.smk"
 
 
+# Jobs of seconds run where snakemake runs, not through a cluster's queue (profiles/slurm): a
+# figure waits no minutes in a queue and parses no workflow again for a second of work.
 localrules:
     all,
+    psf,
+    physical_limits,
+    aggregate_metrics,
+    aggregate_curves,
+    ablation_table,
+    figure_scene,
+    figure_metrics,
+    figure_calibration,
+    figure_loss_accounting,
+    figure_curves,
+    figure_reliability,
+    figure_bayes_flux,
+    figure_ablation,
 
 
 rule all:
