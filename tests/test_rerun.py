@@ -25,8 +25,14 @@ FIGURE_RULES = {
     "figure_bayes_flux",
 }
 # metrics.py is imported by the loss accounting (its magnitude bins, the pooled seed) and by the
-# Bayes flux reference (the evaluation bins): they rerun with the scores
-METRIC_RULES = {"score_catalog", "aggregate_metrics", "loss_accounting", "bayes_flux"}
+# Bayes and crowded-field flux references (the evaluation bins): they rerun with the scores
+METRIC_RULES = {
+    "score_catalog",
+    "aggregate_metrics",
+    "loss_accounting",
+    "bayes_flux",
+    "crowded_flux",
+}
 
 pytestmark = pytest.mark.slow
 
