@@ -36,4 +36,12 @@ def test_reliability_and_bayes_figures():
     bayes = pd.DataFrame({"d": [1, 1, 5, 5], "mag_lo": [20.0, 20.2] * 2, "mag_hi": [20.2, 20.4] * 2,
                           "residual_median": 0.0, "residual_q25": -0.01, "residual_q75": 0.01,
                           "crb": 0.02})  # fmt: skip
-    assert len(bayes_flux_figure(bayes).axes) == 2
+    alone = bayes_flux_figure(bayes)
+    assert len(alone.axes) == 2
+    # the crowded-field reference of d = 5 only: its median and quartiles in the d = 5 panel
+    crowded = bayes[bayes["d"] == 5].drop(columns="crb").assign(residual_median=0.004)
+    both = bayes_flux_figure(bayes, crowded)
+    assert len(both.axes[0].lines) == len(alone.axes[0].lines)
+    added = both.axes[1].lines[len(alone.axes[1].lines):]
+    assert [list(line.get_ydata()) for line in added] == [[0.004] * 2, [-0.01] * 2, [0.01] * 2]
+    assert len(both.legends[0].get_texts()) == len(alone.legends[0].get_texts()) + 1

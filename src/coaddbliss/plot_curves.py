@@ -1,6 +1,7 @@
-"""Operating curves, reliability diagram and the Bayes flux reference as pure figure functions.
+"""Operating curves, reliability diagram and the flux references as pure figure functions.
 
-Tables in (operating_curves.CURVES_SCHEMA, RELIABILITY_SCHEMA, bayes_flux.BAYES_SCHEMA), a
+Tables in (operating_curves.CURVES_SCHEMA, RELIABILITY_SCHEMA, bayes_flux.BAYES_SCHEMA,
+crowded_flux.CROWDED_SCHEMA), a
 matplotlib Figure out; nothing here reads or writes files (the figure scripts save and close).
 """
 
@@ -173,11 +174,19 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
     return fig
 
 
-def bayes_flux_figure(bayes: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
-    """Fractional residual of the exact posterior median per d against true magnitude: median
-    and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd)."""
+def bayes_flux_figure(
+    bayes: pd.DataFrame,
+    crowded: pd.DataFrame | None = None,
+    *,
+    style: FigureStyle = DEFAULT_STYLE,
+) -> Figure:
+    """Fractional residual of the exact posterior median of an isolated star per d against true
+    magnitude: median and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd);
+    with `crowded` (crowded_flux.CROWDED_SCHEMA), the test stars' fluxes fitted at their images'
+    true positions: median and quartiles as lines in another colour."""
     depths = sorted(bayes["d"].unique())
-    color = sns.color_palette(style.palette)[2]
+    palette = sns.color_palette(style.palette)
+    color, crowded_color = palette[2], palette[4]
     with paper_style(style):
         fig, axes = _depth_panels(len(depths), style, height=0.36)
         for ax, d in zip(axes[0], depths, strict=True):
@@ -190,13 +199,22 @@ def bayes_flux_figure(bayes: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE
             half = IQR_HALF_WIDTH * rows["crb"]
             ax.plot(mag, half, color="k", ls="--", lw=0.9)
             ax.plot(mag, -half, color="k", ls="--", lw=0.9)
+            if crowded is not None and (crowded["d"] == d).any():
+                c = crowded[crowded["d"] == d].sort_values("mag_lo")
+                c_mag = 0.5 * (c["mag_lo"] + c["mag_hi"])
+                ax.plot(c_mag, c["residual_median"], color=crowded_color, marker="x", ms=4)
+                for q in ("residual_q25", "residual_q75"):
+                    ax.plot(c_mag, c[q], color=crowded_color, ls=":", lw=1.2)
             ax.set_title(depth_label(d))
             ax.set_xlabel("true magnitude")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("(f_hat - f) / f")
         handles = [
-            Line2D([], [], color=color, marker=".", label="posterior median: median, 25-75 %"),
+            Line2D([], [], color=color, marker=".", label="isolated star: median, 25-75 %"),
             Line2D([], [], color="k", ls="--", label="Cramér-Rao 25-75 % (± 0.674 sd)"),
-        ]
+        ]  # fmt: skip
+        if crowded is not None:
+            label = "test stars at true positions: median, 25 / 75 %"
+            handles.append(Line2D([], [], color=crowded_color, marker="x", ls=":", label=label))
         fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
     return fig

@@ -148,6 +148,7 @@ rule crowded_flux:
 use rule figure_curves as figure_bayes_flux with:
     input:
         table=rules.bayes_flux.output.table,
+        crowded=rules.crowded_flux.output.table,
         code=script_sources("figure_table.py"),
     output:
         **figure_output("bayes_flux"),
