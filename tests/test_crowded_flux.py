@@ -8,8 +8,9 @@ import pytest
 import yaml
 from conftest import REPO
 
+from coaddbliss.bayes_flux import CROWDED_SCHEMA
 from coaddbliss.coadd_model import expected_image
-from coaddbliss.crowded_flux import CROWDED_SCHEMA, crowded_flux_rows, known_position_fluxes
+from coaddbliss.crowded_flux import crowded_flux_rows, known_position_fluxes
 from coaddbliss.flux_fit import FluxPrior
 from coaddbliss.psf import PSF, PSFParams
 from coaddbliss.residual_passes import ImageModel

@@ -42,6 +42,6 @@ def test_reliability_and_bayes_figures():
     crowded = bayes[bayes["d"] == 5].drop(columns="crb").assign(residual_median=0.004)
     both = bayes_flux_figure(bayes, crowded)
     assert len(both.axes[0].lines) == len(alone.axes[0].lines)
-    added = both.axes[1].lines[len(alone.axes[1].lines):]
+    added = both.axes[1].lines[len(alone.axes[1].lines) :]
     assert [list(line.get_ydata()) for line in added] == [[0.004] * 2, [-0.01] * 2, [0.01] * 2]
     assert len(both.legends[0].get_texts()) == len(alone.legends[0].get_texts()) + 1

@@ -24,8 +24,7 @@ from conftest import (
     run_snakemake,
 )
 
-from coaddbliss.bayes_flux import BAYES_SCHEMA
-from coaddbliss.crowded_flux import CROWDED_SCHEMA
+from coaddbliss.bayes_flux import BAYES_SCHEMA, CROWDED_SCHEMA
 from coaddbliss.loss_accounting import LOSS_SCHEMA
 from coaddbliss.operating_curves import CURVES_SCHEMA, MATCHED_SCHEMA, RELIABILITY_SCHEMA
 from coaddbliss.parquet import read_table

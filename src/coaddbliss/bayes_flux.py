@@ -52,6 +52,23 @@ BAYES_SCHEMA = pa.schema(
     ]
 )
 
+#: results/metrics/crowded_flux.parquet (coaddbliss.crowded_flux, the test stars fitted at their
+#: true positions): one row per (depth, 0.2-mag bin); the flux residual columns as above, empty
+#: in a bin without stars.
+CROWDED_SCHEMA = pa.schema(
+    [
+        pa.field("d", pa.int64(), nullable=False),  # coadd depth (1 = single exposure)
+        pa.field("mag_lo", pa.float64(), nullable=False),  # bin of TRUE magnitude, [lo, hi)
+        pa.field("mag_hi", pa.float64(), nullable=False),
+        pa.field("n_stars", pa.int64(), nullable=False),  # test-set stars in the bin with a flux
+        pa.field("residual_median", pa.float64(), nullable=True),  # median of (f_hat - f) / f
+        pa.field("residual_q25", pa.float64(), nullable=True),  # its 25 % quantile
+        pa.field("residual_q75", pa.float64(), nullable=True),  # its 75 % quantile
+        pa.field("residual_sd_iqr", pa.float64(), nullable=True),  # (q75 - q25) / 1.349
+    ]
+)
+
+
 #: Posterior grid: half-width beyond the bin in Cramér-Rao sd (no mass lost), and steps per
 #: smallest Cramér-Rao sd in ln f (the median's grid error negligible). Accuracy, not settings.
 GRID_WINDOW = 8.0

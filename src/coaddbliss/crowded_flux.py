@@ -18,25 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from coaddbliss.bayes_flux import IQR_PER_SD
+from coaddbliss.bayes_flux import CROWDED_SCHEMA, IQR_PER_SD
 from coaddbliss.flux_fit import FluxPrior, flux_posterior, joint_fit
 from coaddbliss.residual_passes import ImageModel
-
-#: results/metrics/crowded_flux.parquet: one row per (depth, 0.2-mag bin).
-CROWDED_SCHEMA = pa.schema(
-    [
-        pa.field("d", pa.int64(), nullable=False),  # coadd depth (1 = single exposure)
-        pa.field("mag_lo", pa.float64(), nullable=False),  # bin of TRUE magnitude, [lo, hi)
-        pa.field("mag_hi", pa.float64(), nullable=False),
-        pa.field("n_stars", pa.int64(), nullable=False),  # test-set stars in the bin with a flux
-        pa.field("residual_median", pa.float64(), nullable=True),  # median of (f_hat - f) / f
-        pa.field("residual_q25", pa.float64(), nullable=True),  # its 25 % quantile
-        pa.field("residual_q75", pa.float64(), nullable=True),  # its 75 % quantile
-        pa.field("residual_sd_iqr", pa.float64(), nullable=True),  # (q75 - q25) / 1.349
-    ]
-)
 
 
 def known_position_fluxes(

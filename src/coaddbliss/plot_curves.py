@@ -1,8 +1,8 @@
 """Operating curves, reliability diagram and the flux references as pure figure functions.
 
-Tables in (operating_curves.CURVES_SCHEMA, RELIABILITY_SCHEMA, bayes_flux.BAYES_SCHEMA,
-crowded_flux.CROWDED_SCHEMA), a
-matplotlib Figure out; nothing here reads or writes files (the figure scripts save and close).
+Tables in (operating_curves.CURVES_SCHEMA, RELIABILITY_SCHEMA, bayes_flux.BAYES_SCHEMA and
+CROWDED_SCHEMA), a matplotlib Figure out; nothing here reads or writes files (the figure scripts
+save and close).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def bayes_flux_figure(
 ) -> Figure:
     """Fractional residual of the exact posterior median of an isolated star per d against true
     magnitude: median and 25-75 % band, next to the Cramér-Rao interquartile range (± 0.674 sd);
-    with `crowded` (crowded_flux.CROWDED_SCHEMA), the test stars' fluxes fitted at their images'
+    with `crowded` (bayes_flux.CROWDED_SCHEMA), the test stars' fluxes fitted at their images'
     true positions: median and quartiles as lines in another colour."""
     depths = sorted(bayes["d"].unique())
     palette = sns.color_palette(style.palette)

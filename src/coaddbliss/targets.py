@@ -25,9 +25,8 @@ import pandas as pd
 import pyarrow as pa
 
 from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
-from coaddbliss.bayes_flux import BAYES_SCHEMA
+from coaddbliss.bayes_flux import BAYES_SCHEMA, CROWDED_SCHEMA
 from coaddbliss.catalog import read_catalog, read_metadata
-from coaddbliss.crowded_flux import CROWDED_SCHEMA
 from coaddbliss.errors import InputError
 from coaddbliss.loss_accounting import LOSS_SCHEMA
 from coaddbliss.metrics import read_metrics_table

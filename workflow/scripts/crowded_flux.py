@@ -8,8 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from coaddbliss.bayes_flux import CROWDED_SCHEMA
 from coaddbliss.catalog import read_catalog
-from coaddbliss.crowded_flux import CROWDED_SCHEMA, crowded_flux_rows, known_position_fluxes
+from coaddbliss.crowded_flux import crowded_flux_rows, known_position_fluxes
 from coaddbliss.flux_fit import FluxPrior
 from coaddbliss.images import n_images, read_cube, read_extension
 from coaddbliss.metrics import EvaluateConfig

@@ -1,6 +1,6 @@
 """Rules figure_curves, figure_reliability, figure_bayes_flux, figure_calibration,
-figure_ablation and figure_loss_accounting: one table in (and for some kinds more tables beside
-it), one figure out."""
+figure_ablation and figure_loss_accounting: one table in (figure_bayes_flux: two), one figure
+out."""
 
 # No `from __future__` import: Snakemake prepends its preamble to this file.
 from functools import partial
@@ -8,8 +8,7 @@ from typing import Any
 
 from coaddbliss.ablation import ABLATION_SCHEMA
 from coaddbliss.aggregate import METRICS_SCHEMA
-from coaddbliss.bayes_flux import BAYES_SCHEMA
-from coaddbliss.crowded_flux import CROWDED_SCHEMA
+from coaddbliss.bayes_flux import BAYES_SCHEMA, CROWDED_SCHEMA
 from coaddbliss.loss_accounting import read_loss_table
 from coaddbliss.loss_figure import loss_figure
 from coaddbliss.metrics import read_metrics_table
@@ -34,13 +33,6 @@ FIGURES = {
     "ablation": (partial(read_metrics_table, schema=ABLATION_SCHEMA), ablation_figure),
     "loss_accounting": (read_loss_table, loss_figure),
 }
-#: Figure kind -> the tables it draws beside its own: the rule's input name (the figure
-#: function's keyword) -> its reader.
-EXTRA_TABLES = {
-    "bayes_flux": {
-        "crowded": partial(read_table, schema=CROWDED_SCHEMA, what="crowded_flux table"),
-    },
-}
 
 
 def main(
@@ -51,17 +43,18 @@ def main(
     pdf: str,
     figures: dict[str, Any],
     options: dict[str, Any],
-    **extra: str,
+    crowded: str | None = None,
 ) -> None:
-    """Draw the `kind` figure from its table and the `extra` tables (EXTRA_TABLES: name ->
-    path); `options`: the figure function's own keywords."""
+    """Draw the `kind` figure from its table; `options`: the figure function's own keywords;
+    `crowded`: the crowded-field flux reference, which the bayes_flux figure draws beside its
+    own table."""
     read, figure = FIGURES[kind]
-    readers = EXTRA_TABLES.get(kind, {})
-    unknown = sorted(set(extra) - set(readers))
-    if unknown:
-        raise ValueError(f"figure {kind!r} draws no table {unknown} (it knows {sorted(readers)})")
-    tables = {name: readers[name](path) for name, path in extra.items()}
-    fig = figure(read(table), **tables, **options, style=FigureStyle.from_config(figures))
+    extra = {}
+    if crowded is not None:
+        if kind != "bayes_flux":
+            raise ValueError(f"figure {kind!r} draws no crowded-field reference")
+        extra["crowded"] = read_table(crowded, CROWDED_SCHEMA, what="crowded_flux table")
+    fig = figure(read(table), **extra, **options, style=FigureStyle.from_config(figures))
     save_figure(fig, png, pdf, dpi=figures["dpi"])
 
 
