@@ -24,9 +24,9 @@ from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
 from coaddbliss.flux_fit import FluxPrior, converged_duplicates, refit_catalog
-from coaddbliss.images import ImageCubeError, cube_batches, read_cube_header, read_extension
+from coaddbliss.images import cube_batches
 from coaddbliss.psf import read_psf_fits
-from coaddbliss.residual_passes import ImageModel, add_residual_passes
+from coaddbliss.residual_passes import ImageModel, add_residual_passes, cube_image_model
 from coaddbliss.sections import from_sections
 from coaddbliss.symmetry import LOOKS, average_params, transform_images, untransform_params
 from coaddbliss.tile_merge import merge_adjacent
@@ -283,17 +283,10 @@ def image_model(
     enc: LoadedEncoder, psf: str | os.PathLike, cube: str | os.PathLike, n_images: int
 ) -> ImageModel:
     """What residual passes render with for `cube`'s images: the PSF, the sky, each image's
-    dithers (its DITHERS extension, d > 1), and the encoder's crop as the window."""
-    dithers = read_extension(cube, "DITHERS") if enc.depth > 1 else None  # (N, d, 2) px
-    if dithers is not None and dithers.shape != (n_images, enc.depth, 2):
-        raise ImageCubeError(
-            f"{cube}: DITHERS extension has shape {dithers.shape}, expected "
-            f"({n_images}, {enc.depth}, 2) for its {n_images} images of depth {enc.depth}"
-        )
-    # residuals are needed only where the encoder reads the image
-    window = enc.model.config.crop_window
-    stage = read_cube_header(cube)[0].get("NSTAGE", "before_alignment")
-    return ImageModel(read_psf_fits(psf), enc.background, dithers, window, str(stage))
+    dithers (its DITHERS extension, d > 1), and the encoder's crop as the window (residuals are
+    needed only where the encoder reads the image)."""
+    return cube_image_model(read_psf_fits(psf), cube, enc.depth, n_images, enc.background,
+                            enc.model.config.crop_window)  # fmt: skip
 
 
 def infer_catalog(

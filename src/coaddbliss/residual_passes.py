@@ -24,6 +24,7 @@ catalogs a batch of images (infer.predict_batch in the workflow, a stand-in in t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from coaddbliss.coadd_model import expected_image
+from coaddbliss.images import ImageCubeError, read_cube_header, read_extension
 from coaddbliss.photometry import coadd_blur, fit_and_screen
 from coaddbliss.psf import PSF
 
@@ -71,6 +73,27 @@ class ImageModel:
         """
         depth = 1 if self.dithers is None else self.dithers.shape[1]
         return self.background / depth
+
+
+def cube_image_model(
+    psf: PSF,
+    cube: str | os.PathLike,
+    depth: int,
+    n_images: int,
+    background: float,
+    window: tuple[int, int] | None = None,
+) -> ImageModel:
+    """The ImageModel of `cube`'s `n_images` images of depth `depth`: `psf`, the sky
+    `background`, each image's dithers (its DITHERS extension, d > 1), `window`, and the noise
+    stage of its NSTAGE card."""
+    dithers = read_extension(cube, "DITHERS") if depth > 1 else None  # (N, d, 2) px
+    if dithers is not None and dithers.shape != (n_images, depth, 2):
+        raise ImageCubeError(
+            f"{cube}: DITHERS extension has shape {dithers.shape}, expected "
+            f"({n_images}, {depth}, 2) for its {n_images} images of depth {depth}"
+        )
+    stage = read_cube_header(cube)[0].get("NSTAGE", "before_alignment")
+    return ImageModel(psf, background, dithers, window, str(stage))
 
 
 def _close_pairs(new: pd.DataFrame, old: pd.DataFrame, radius: float) -> pd.DataFrame:

@@ -12,11 +12,11 @@ from coaddbliss.bayes_flux import CROWDED_SCHEMA
 from coaddbliss.catalog import read_catalog
 from coaddbliss.crowded_flux import crowded_flux_rows, known_position_fluxes
 from coaddbliss.flux_fit import FluxPrior
-from coaddbliss.images import n_images, read_cube, read_extension
+from coaddbliss.images import ImageCubeError, n_images, read_cube
 from coaddbliss.metrics import EvaluateConfig
 from coaddbliss.parquet import write_table
 from coaddbliss.psf import read_psf_fits
-from coaddbliss.residual_passes import ImageModel
+from coaddbliss.residual_passes import cube_image_model
 from coaddbliss.scripting import list_of, rule_job, rule_kwargs
 
 LOG = logging.getLogger("coaddbliss")
@@ -41,17 +41,19 @@ def main(
         mag_step=float(evaluate["mag_step"]),
     ).edges
     flux_prior = FluxPrior.from_config(prior)
+    psf_model = read_psf_fits(psf)
+    # N of each depth's cube from its header (checks its depth card); one truth for all
+    n = {d: n_images(path, depth=d) for d, path in zip(depths, cubes, strict=True)}
+    if len(set(n.values())) > 1:  # the depths of a split are one set of scenes
+        raise ImageCubeError(f"the test cubes {cubes} hold different numbers of images: {n}")
+    stars = read_catalog(truth, kind="truth", n_images=max(n.values()))
+    true_flux, true_mag = stars["flux"].to_numpy(), stars["mag"].to_numpy()
     frames = []
     for d, path in zip(depths, cubes, strict=True):
         start = time.perf_counter()
-        n = n_images(path, depth=d)  # checks the cube's depth card against d
-        stars = read_catalog(truth, kind="truth", n_images=n)
-        cube = read_cube(path)
-        dithers = read_extension(path, "DITHERS") if d > 1 else None  # (N, d, 2) px
-        stage = str(cube.header.get("NSTAGE", "before_alignment"))
-        model = ImageModel(read_psf_fits(psf), background, dithers, None, stage)
-        flux = known_position_fluxes(cube.data, stars, model, flux_prior)
-        rows = crowded_flux_rows(d, stars["flux"].to_numpy(), stars["mag"].to_numpy(), flux, edges)
+        model = cube_image_model(psf_model, path, d, n[d], background)
+        flux = known_position_fluxes(read_cube(path).data, stars, model, flux_prior)
+        rows = crowded_flux_rows(d, true_flux, true_mag, flux, edges)
         frames.append(rows)
         last = rows.iloc[-1]
         LOG.info(
