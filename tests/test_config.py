@@ -107,6 +107,12 @@ def test_leaves_on_a_known_case():
         ("infer", "calibration_mag_edges", [22.8, 22.4], r"calibration_mag_edges.*increase"),
         ("curves", "bins", [[22.4, 23.0], [23.0, 22.8]], r"curves\.bins.*empty"),
         ("curves", "prob_thresholds", {"min": 0.9, "max": 0.1, "step": 0.05}, r"prob_thresholds"),
+        (
+            "curves",
+            "prob_thresholds",
+            {"min": 0.1, "max": 0.9, "step": 0.1, "tail": [1.0]},
+            r"prob_thresholds",
+        ),
         ("curves", "snr_thresholds", {"min": 8.0, "max": 3.0, "step": 0.5}, r"snr_thresholds"),
     ],
 )

@@ -18,13 +18,13 @@ from coaddbliss.operating_curves import (
     ideal_sweep,
     matched_precision_table,
     recall_at_precision,
-    reliability,
     sep_snr,
     sep_snr_ceiling,
     sweep,
 )
 from coaddbliss.parquet import read_provenance, read_table, write_table
 from coaddbliss.psf import PSF, PSFParams
+from coaddbliss.reliability import reliability
 from coaddbliss.units import mag_to_flux
 
 BIN = [(22.4, 23.0)]
@@ -73,6 +73,20 @@ def test_sweep_skips_thresholds_below_the_catalog_cut():
     assert out["threshold"].tolist() == [0.5, 0.8]
     out = sweep(TRUTH, PRED, PRED["prob"], [0.1, 0.5, 0.8], 2, BIN, ceiling=0.5)
     assert out["threshold"].tolist() == [0.1, 0.5]
+
+
+def test_threshold_grids_from_the_config_take_their_tail_in_order():
+    section = {
+        "bins": [[22.4, 23.0]],
+        "prob_thresholds": {"min": 0.1, "max": 0.3, "step": 0.1, "tail": [0.999, 0.95, 0.3]},
+        "snr_thresholds": {"min": 3.0, "max": 4.0, "step": 0.5},
+        "reliability_bins": 10,
+        "precision_levels": [0.9],
+    }
+    cfg = CurvesConfig.from_config(section, 1.0)
+    # the even grid's max inclusive, the tail sorted after it, a repeated value once
+    assert cfg.prob_thresholds == pytest.approx((0.1, 0.2, 0.3, 0.95, 0.999))
+    assert cfg.snr_thresholds == pytest.approx((3.0, 3.5, 4.0))  # no tail: the even grid
 
 
 def test_precision_by_estimated_recall_by_true_magnitude():

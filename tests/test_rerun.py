@@ -1,7 +1,8 @@
 """Rerun semantics of the evaluation and figure stages, read from Snakemake's own dry run.
 
 After a complete run: editing plotting.py or a `figures` key plans figure jobs only; editing
-metrics.py plans the metrics and figure jobs only; touching nothing plans nothing. Each case
+metrics.py plans the metrics and figure jobs only, operating_curves.py the curves and figures
+only; touching nothing plans nothing. Each case
 edits a fresh `cp -a` copy (mtimes and .snakemake metadata kept) of conftest's `demo_workdir`,
 where the whole demo workflow ran.
 """
@@ -73,6 +74,15 @@ def test_editing_metrics_rescores_and_redraws_only(copy):
     jobs = planned_jobs(copy)
     assert METRIC_RULES <= set(jobs)
     assert set(jobs) - {"all"} <= METRIC_RULES | FIGURE_RULES
+
+
+def test_editing_the_operating_curves_keeps_calibrations_and_catalogs(copy):
+    # the calibration fits to coaddbliss.reliability, not to the curves module: a change to the
+    # sweeps or their config re-sweeps, it does not recatalog every encoder
+    edit_source(copy / "src/coaddbliss/operating_curves.py")
+    jobs = set(planned_jobs(copy)) - {"all"}
+    assert {"operating_curves", "aggregate_curves"} <= jobs
+    assert jobs <= {"operating_curves", "aggregate_curves"} | FIGURE_RULES
 
 
 def test_a_bad_catalog_fails_with_a_clear_message(copy):

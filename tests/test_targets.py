@@ -164,6 +164,7 @@ def test_single_exposure_curves_need_the_encoder_above_every_sep_point():
     sep_high = table(sep, curve("sep", 1, 22.4, 23.0, [(0.9, 0.2)]))
     [verdict] = tg.single_exposure_curves(table(sep_high, ahead))
     assert verdict.met is False and "precision >= 0.90 not reached" in verdict.measured
+    assert "rest on 100 detections" in verdict.measured  # the helper's n_detected
     # below SEP's recall at SEP's precision
     behind = curve("encoder", 1, 22.4, 23.0, [(0.6, 0.55), (0.8, 0.45)])
     [verdict] = tg.single_exposure_curves(table(sep, behind))

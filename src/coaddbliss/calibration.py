@@ -12,7 +12,7 @@ are real stars, and the reliability diagram shows that it is not (docs/diagnosti
 2. the detections are split into bands of estimated magnitude at `infer.calibration_mag_edges`
    (a faint detection is a star at another rate than a bright one of the same q), and binned by
    q on `infer.calibration_bins` equal-width bins of [0, 1]; a bin scores the stars its
-   detections add when the cut is lowered across it (operating_curves.reliability: a second
+   detections add when the cut is lowered across it (coaddbliss.reliability: a second
    detection of a claimed star counts as false);
 3. each band's matched fractions are made non-decreasing in q by pooling adjacent violators
    (isotonic regression weighted by detections);

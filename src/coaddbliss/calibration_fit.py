@@ -15,7 +15,7 @@ from scipy.stats import norm
 
 from coaddbliss.calibration import pool_adjacent_violators
 from coaddbliss.matching import match_catalogs
-from coaddbliss.operating_curves import ALL_MAGS, reliability
+from coaddbliss.reliability import ALL_MAGS, reliability
 
 log = logging.getLogger("coaddbliss.calibration")
 

@@ -31,12 +31,11 @@ from scipy.stats import norm
 
 from coaddbliss.limits import detection_statistic, false_positives_per_region
 from coaddbliss.matching import match_catalogs
+from coaddbliss.reliability import ALL_MAGS, in_range, reliability
 from coaddbliss.units import flux_to_mag, mag_to_flux
 
 #: `seed` of methods without training seeds (SEP, the ideal filter).
 NO_SEED = 0
-#: `mag_lo`/`mag_hi` of reliability rows over every magnitude.
-ALL_MAGS = (-np.inf, np.inf)
 
 _COMMON = [
     pa.field("method", pa.string(), nullable=False),  # "encoder", "sep" or "ideal"; reliability
@@ -91,7 +90,8 @@ MATCHED_SCHEMA = pa.schema(
 @dataclass(frozen=True)
 class CurvesConfig:
     """The `curves` section of config.yaml (plus evaluate.max_offset); no defaults: the
-    threshold grids are {min, max, step} in the config, tuples here (`from_config`)."""
+    threshold grids are {min, max, step} in the config, plus an optional `tail` list of
+    thresholds beyond `max`, sorted tuples here (`from_config`)."""
 
     bins: tuple[tuple[float, float], ...]  # magnitude ranges [lo, hi), mag
     prob_thresholds: tuple[float, ...]  # encoder sweep of q(n = 1)
@@ -104,9 +104,11 @@ class CurvesConfig:
     def from_config(cls, section: dict[str, Any], max_offset: float) -> CurvesConfig:
         """Build from config["curves"] and config["evaluate"]["max_offset"]."""
 
-        def grid(spec: dict) -> tuple[float, ...]:  # {min, max, step}, max inclusive
+        def grid(spec: dict) -> tuple[float, ...]:  # {min, max, step}, max inclusive, + tail
             n = int(round((float(spec["max"]) - float(spec["min"])) / float(spec["step"])))
-            return tuple(np.round(float(spec["min"]) + float(spec["step"]) * np.arange(n + 1), 9))
+            even = np.round(float(spec["min"]) + float(spec["step"]) * np.arange(n + 1), 9)
+            tail = np.asarray(spec.get("tail", []), dtype=np.float64)
+            return tuple(float(t) for t in np.unique(np.concatenate([even, tail])))
 
         return cls(
             bins=tuple((float(lo), float(hi)) for lo, hi in section["bins"]),
@@ -141,10 +143,6 @@ def sep_snr_ceiling(threshold: float, margin: float = 0.5) -> float:
     return float(np.sqrt(threshold**2 + 2.0 * (np.log1p(-eps) - np.log(eps)))) - margin
 
 
-def _in_range(mag: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (mag >= lo) & (mag < hi)
-
-
 # -- empirical curves -------------------------------------------------------------------------
 def sweep(
     truth: pd.DataFrame,
@@ -171,8 +169,8 @@ def sweep(
     # Matching is per image: only images holding a star or a detection in some range matter.
     relevant = np.zeros(n_images, bool)
     for lo, hi in bins:
-        relevant[truth["image_id"].to_numpy(np.int64)[_in_range(t_mag, lo, hi)]] = True
-        relevant[pred["image_id"].to_numpy(np.int64)[_in_range(p_mag, lo, hi)]] = True
+        relevant[truth["image_id"].to_numpy(np.int64)[in_range(t_mag, lo, hi)]] = True
+        relevant[pred["image_id"].to_numpy(np.int64)[in_range(p_mag, lo, hi)]] = True
     t_keep = relevant[truth["image_id"].to_numpy(np.int64)]
     p_keep = relevant[pred["image_id"].to_numpy(np.int64)]
     truth, t_mag = truth[t_keep], t_mag[t_keep]
@@ -182,7 +180,7 @@ def sweep(
         kept = score > threshold
         match = match_catalogs(truth, pred[kept], n_images, max_offset)
         for lo, hi in bins:
-            t_in, p_in = _in_range(t_mag, lo, hi), _in_range(p_mag[kept], lo, hi)
+            t_in, p_in = in_range(t_mag, lo, hi), in_range(p_mag[kept], lo, hi)
             n_true, n_det = int(t_in.sum()), int(p_in.sum())
             n_tm = int((t_in & match.true_matched).sum())
             n_pm = int((p_in & match.pred_matched).sum())
@@ -232,7 +230,7 @@ def ideal_sweep(
     rows = []
     for threshold in thresholds:
         for lo, hi in bins:
-            in_bin = _in_range(true_mag, lo, hi)
+            in_bin = in_range(true_mag, lo, hi)
             recall_each = norm.sf((threshold - mean[in_bin]) / sd[in_bin])
             # estimated flux in [f(hi), f(lo)) <=> T in [k f(hi), k f(lo)), and T > threshold
             t_lo = max(threshold, k * float(mag_to_flux(hi)))
@@ -282,57 +280,6 @@ def matched_precision_table(
             threshold, recall, precision = recall_at_precision(curve, target)
             rows.append((method, d, seed, lo, hi, name, target, threshold, recall, precision))
     return pd.DataFrame(rows, columns=MATCHED_SCHEMA.names)
-
-
-# -- reliability of prob ----------------------------------------------------------------------
-def reliability(
-    truth: pd.DataFrame,
-    pred: pd.DataFrame,
-    n_images: int,
-    *,
-    n_bins: int = 10,
-    max_offset: float = 1.0,
-    mag_ranges: Sequence[tuple[float, float]] = (ALL_MAGS,),
-    edges: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Detections binned by predicted prob against the fraction of them that are real stars.
-
-    Bins: `n_bins` equal-width bins of [0, 1], or the increasing bin `edges` from 0 to 1.
-
-    Consistent with the curves: lowering the cut from a bin's upper edge to its lower edge adds
-    the bin's detections, and the stars matched gain n_matched = M(>= lo) - M(>= hi), M the
-    matched detections of the catalog cut there (re-matched). A second detection of a star that
-    a likelier one already claims adds nothing: it counts as false. Maximum matching never
-    shrinks when detections are added, so 0 <= n_matched <= n_detected over all magnitudes;
-    within an estimated-magnitude range a re-match may move a match across the range's edge.
-    Columns: mag_lo, mag_hi, prob_lo, prob_hi, n_detected, n_matched, mean_prob,
-    fraction_matched.
-    """
-    edges = np.linspace(0.0, 1.0, n_bins + 1) if edges is None else np.asarray(edges, float)
-    n_bins = len(edges) - 1
-    prob = pred["prob"].to_numpy(float)
-    mag = pred["mag"].to_numpy(float)
-    # prob = 1 belongs to the last bin
-    which = np.clip(np.searchsorted(edges, prob, side="right") - 1, 0, n_bins - 1)
-    # matched[b]: (P,) the detections matched when the catalog is cut at prob >= edges[b]
-    matched = np.zeros((n_bins + 1, len(pred)), bool)  # row n_bins: nothing kept
-    for b in range(n_bins):
-        keep = which >= b
-        if keep.any():
-            match = match_catalogs(truth, pred[keep], n_images, max_offset)
-            matched[b, np.flatnonzero(keep)[match.pred_matched]] = True
-    rows = []
-    for lo, hi in mag_ranges:
-        in_range = _in_range(mag, lo, hi)
-        for b in range(n_bins):
-            sel = in_range & (which == b)
-            n = int(sel.sum())
-            m = int(matched[b, in_range].sum()) - int(matched[b + 1, in_range].sum())
-            rows.append(
-                (lo, hi, edges[b], edges[b + 1], n, m,
-                 float(prob[sel].mean()) if n else np.nan, m / n if n else np.nan)
-            )  # fmt: skip
-    return pd.DataFrame(rows, columns=RELIABILITY_SCHEMA.names[3:])
 
 
 # -- one depth, every method ------------------------------------------------------------------

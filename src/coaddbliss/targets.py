@@ -211,17 +211,24 @@ def single_exposure_curves(curves: pd.DataFrame | None) -> list[Verdict]:
     for (lo, hi), rows in one.groupby(["mag_lo", "mag_hi"]):
         sep = rows[(rows["method"] == "sep") & rows["precision"].notna()]
         short, unreached = 0, []
-        for ps, rs in zip(sep["precision"], sep["recall"], strict=True):
+        for ps, rs, n in zip(sep["precision"], sep["recall"], sep["n_detected"], strict=True):
             re = _curve_recall(rows, 1, lo, hi, ps)
             if np.isnan(re):
-                unreached.append(ps)
+                unreached.append((ps, int(n)))
             elif re < rs - EPS:
                 short += 1
         bad = short + len(unreached)
         met &= bad == 0
         text = f"{_bin(lo, hi)}: {len(sep) - bad} of {len(sep)} SEP points"
         if unreached:
-            text += f" (precision >= {min(unreached):.2f} not reached)"
+            # how many detections SEP's unreached precisions rest on: a point of a few dozen
+            # has a binomial sd of several points
+            lo_n, hi_n = min(n for _, n in unreached), max(n for _, n in unreached)
+            counts = f"{lo_n}" if lo_n == hi_n else f"{lo_n}-{hi_n}"
+            text += (
+                f" (precision >= {min(p for p, _ in unreached):.2f} not reached; SEP's points"
+                f" there rest on {counts} detections)"
+            )
         parts.append(text)
     return [Verdict(name, 1, "; ".join(parts), met)]
 
