@@ -1,5 +1,7 @@
 """coaddbliss.targets: each target judged on hand-built tables whose verdict is known."""
 
+from math import comb
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -263,6 +265,12 @@ def test_prob_reliability_ignores_deciles_with_fewer_than_100_detections():
     )
     [verdict] = tg.prob_reliability(rel)  # q before calibration (encoder_q) is not judged
     assert verdict.met is True and verdict.measured.startswith("1 of 1 deciles; worst 4.0")
+    # the judged decile, 100 detections at 0.85, exactly calibrated, misses +- 5 points when
+    # its matches fall below 80 or above 90: summed here from the binomial pmf by hand
+    pmf = [comb(100, k) * 0.85**k * 0.15 ** (100 - k) for k in range(101)]
+    chance = sum(pmf[k] for k in range(101) if abs(k / 100 - 0.85) > 0.05 + 1e-12)
+    assert f"by chance alone {chance:.1f} would miss" in verdict.measured
+    assert tg.chance_misses(rel.iloc[[1]]) == pytest.approx(chance, rel=1e-9)
     rel.loc[1, "fraction_matched"] = 0.79
     assert tg.prob_reliability(rel)[0].met is False
 

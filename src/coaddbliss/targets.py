@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from scipy.stats import binom
 
 from coaddbliss.aggregate import METRICS_SCHEMA, POOLED_SEED
 from coaddbliss.bayes_flux import BAYES_SCHEMA, CROWDED_SCHEMA
@@ -346,8 +347,22 @@ def prob_reliability(reliability: pd.DataFrame | None) -> list[Verdict]:
         mags = "every mag" if np.isinf(worst["mag_lo"]) else _bin(worst["mag_lo"], worst["mag_hi"])
         where = f"seed {worst['seed']}, prob {worst['prob_lo']:.1f}-{worst['prob_hi']:.1f}, {mags}"
         text = f"{n_ok} of {len(r)} deciles; worst {100 * off.max():.1f} points ({where})"
+        text += f"; by chance alone {chance_misses(r):.1f} would miss"
         out.append(Verdict(name, int(d), text, n_ok == len(r)))
     return out
+
+
+def chance_misses(deciles: pd.DataFrame) -> float:
+    """Expected number of `deciles` whose matched fraction misses their mean prob by more than
+    the target's points if prob were exactly calibrated: each decile's n_detected draws
+    binomially at its mean_prob. A decile of 100 detections at 0.5 misses +- 5 points about one
+    time in four, so the target cannot be read as "every decile" without this number."""
+    expected = 0.0
+    for n, p in zip(deciles["n_detected"].astype(int), deciles["mean_prob"], strict=True):
+        k = np.arange(n + 1)
+        miss = np.abs(k / n - p) > RELIABILITY_POINTS + EPS
+        expected += float(binom.pmf(k[miss], n, p).sum())
+    return expected
 
 
 def _duration(seconds: float) -> str:
