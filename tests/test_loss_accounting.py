@@ -225,6 +225,30 @@ def test_figure_draws_one_panel_per_depth(cats):
     assert sorted(b.get_width() for b in bars)[-1] == 2  # tile_shared: B and O
 
 
+def test_figure_text_does_not_overlap(cats):
+    """Narrow panels once each carried an x label, drawn over their neighbours' labels."""
+    from coaddbliss.loss_figure import loss_figure
+
+    runs = [
+        la.account_run(*cats, N_IMAGES, CFG, method=m, d=d, seed=0)
+        for m in ("encoder", "sep")
+        for d in (1, 5, 10, 25)
+    ]
+    fig = loss_figure(la.aggregate(pd.concat(runs, ignore_index=True)))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [a.xaxis.label for a in fig.axes] + [a.title for a in fig.axes]
+    texts += [fig._supxlabel] + fig.legends
+    boxes = [
+        t.get_window_extent(renderer)
+        for t in texts
+        if t is not None and t.get_visible() and (not hasattr(t, "get_text") or t.get_text())
+    ]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+
+
 def test_bins_must_increase():
     with pytest.raises(la.AccountingError, match="increase"):
         la.AccountingConfig(mag_edges=(23.0, 20.0))

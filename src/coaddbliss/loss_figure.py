@@ -56,10 +56,11 @@ def loss_figure(table: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> F
                 ax.barh(y + (k - (len(methods) - 1) / 2) * height, values, height=height,
                         color=colors[k], label=METHOD_LABEL.get(method, method))  # fmt: skip
             ax.set_title(f"d = {d}")
-            ax.set_xlabel("missed stars per run")
             ax.grid(True, axis="x", lw=0.3, alpha=0.5)
+        # one label for the row: a label per narrow panel ran into its neighbours' labels
+        fig.supxlabel("missed stars per run (mean over seeds)")
         axes[0, 0].set_yticks(y, [CAUSE_LABEL.get(c, c) for c in causes])
         axes[0, 0].invert_yaxis()  # causes top to bottom in priority order
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(methods), frameon=False)
+        fig.legend(handles, labels, loc="outside upper center", ncols=len(methods), frameon=False)
     return fig
