@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from coaddbliss.plot_curves import bayes_flux_figure, curves_figure, reliability_figure
@@ -33,6 +34,20 @@ def test_reliability_and_bayes_figures():
     marks = [ln for ln in reliability_figure(rel).axes[0].lines
              if ln.get_marker() == "o" and len(ln.get_xdata())]  # fmt: skip
     assert len(marks) == 1 and marks[0].get_markerfacecolor() != "none"
+
+
+def test_reliability_line_skips_bins_with_few_detections():
+    """The line joins the judged bins only; a 10-detection bin between them breaks it."""
+    rel = pd.DataFrame({"method": "encoder", "d": 5, "seed": 0, "mag_lo": float("-inf"),
+                        "mag_hi": float("inf"), "prob_lo": [0.1, 0.5, 0.9],
+                        "prob_hi": [0.2, 0.6, 1.0], "n_detected": [300, 10, 400],
+                        "n_matched": [45, 1, 380], "mean_prob": [0.15, 0.55, 0.95],
+                        "fraction_matched": [0.15, 0.1, 0.95]})  # fmt: skip
+    top = reliability_figure(rel).axes[0]
+    lines = [ln for ln in top.lines if ln.get_linestyle() != "None" and len(ln.get_xdata()) == 3]
+    assert len(lines) == 1
+    y = np.asarray(lines[0].get_ydata(), dtype=float)
+    assert y[0] == 0.15 and np.isnan(y[1]) and y[2] == 0.95
     bayes = pd.DataFrame({"d": [1, 1, 5, 5], "mag_lo": [20.0, 20.2] * 2, "mag_hi": [20.2, 20.4] * 2,
                           "residual_median": 0.0, "residual_q25": -0.01, "residual_q75": 0.01,
                           "crb": 0.02})  # fmt: skip

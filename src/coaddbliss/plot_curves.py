@@ -124,8 +124,8 @@ RELIABLE_DETECTIONS = 100
 
 def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAULT_STYLE) -> Figure:
     """Reliability diagram per d: fraction of detections matching a star against their mean
-    predicted prob (top; open markers: bins of < RELIABLE_DETECTIONS detections) and the
-    detections per prob bin (bottom, log scale)."""
+    predicted prob (top; open markers, off the line: bins of < RELIABLE_DETECTIONS
+    detections) and the detections per prob bin (bottom, log scale)."""
     depths = sorted(reliability["d"].unique())
     ranges = _ranges(reliability)
     colors = _method_colors(style.palette)
@@ -145,9 +145,12 @@ def reliability_figure(reliability: pd.DataFrame, *, style: FigureStyle = DEFAUL
                     color = colors[method]
                     for _, run in _runs(reliability, d, method, lo, hi):
                         run = run[run["n_detected"] > 0]
-                        top.plot(run["mean_prob"], run["fraction_matched"], ls=ls, color=color)
-                        # filled: a bin with enough detections to judge; open: too few
+                        # filled: a bin with enough detections to judge; open: too few. The line
+                        # joins judged bins only: through bins of a few detections it zigzagged
+                        # across the panel and hid the judged ones
                         sparse = run["n_detected"] < RELIABLE_DETECTIONS
+                        top.plot(run["mean_prob"], run["fraction_matched"].where(~sparse),
+                                 ls=ls, color=color)  # fmt: skip
                         for few, face in ((False, color), (True, "none")):
                             part = run[sparse == few]
                             top.plot(part["mean_prob"], part["fraction_matched"], ls="",
