@@ -20,6 +20,25 @@ def test_one_panel_per_depth_and_operating_points_marked():
     assert list(marker.get_xdata()) == [0.9 - 0.25] and list(marker.get_ydata()) == [0.9]
 
 
+def test_coadd_panels_zoom_onto_the_default_cuts():
+    """On coadds every curve sits near recall 1, precision 1: the panel zooms there; d = 1 keeps
+    the unit square."""
+    points = (
+        (0.1, 0.97, 0.95),
+        (0.5, 0.93, 0.98),
+        (0.99, 0.3, 1.0),
+    )  # threshold, recall, precision
+    rows = [("encoder", d, 0, 22.4, 23.0, *point) for d in (1, 5) for point in points]
+    curves = pd.DataFrame(rows, columns=["method", "d", "seed", "mag_lo", "mag_hi",
+                                         "threshold", "recall", "precision"])  # fmt: skip
+    single, coadd = curves_figure(curves, operating_points={"encoder": 0.5}).axes
+    assert single.get_xlim()[0] <= 0 and single.get_ylim()[0] <= 0
+    x_lo, x_hi = coadd.get_xlim()
+    y_lo, y_hi = coadd.get_ylim()
+    assert 0.8 <= x_lo < 0.93 and x_hi >= 0.97  # the default cut and every point right of it
+    assert 0.9 <= y_lo < 0.95 and y_hi >= 0.98
+
+
 def test_reliability_and_bayes_figures():
     rel = pd.DataFrame({"method": "encoder", "d": 5, "seed": 0, "mag_lo": float("-inf"),
                         "mag_hi": float("inf"), "prob_lo": [0.5, 0.9], "prob_hi": [0.6, 1.0],

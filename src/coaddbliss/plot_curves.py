@@ -65,13 +65,25 @@ def _range_text(lo: float, hi: float) -> str:
     return "all magnitudes" if not np.isfinite(lo) else f"{lo:.1f}-{hi:.1f} mag"
 
 
-def _depth_panels(n_depths: int, style: FigureStyle, height: float):
-    """One row of panels, one per depth, sharing both axes: (fig, axes (1, n)); panel height
-    `height` x the figure width, plus room for the legend below."""
+def _depth_panels(n_depths: int, style: FigureStyle, height: float, *, share: bool = True):
+    """One row of panels, one per depth, sharing both axes unless `share` is False: (fig, axes
+    (1, n)); panel height `height` x the figure width, plus room for the legend below."""
     return plt.subplots(
         1, max(n_depths, 1), figsize=(style.width, height * style.width + 0.6), squeeze=False,
-        sharex=True, sharey=True, layout="constrained",
+        sharex=share, sharey=share, layout="constrained",
     )  # fmt: skip
+
+
+def _coadd_window(curves: pd.DataFrame, marked: pd.DataFrame) -> tuple[tuple, tuple] | None:
+    """Axis limits (x, y) around a coadd panel's default cuts (`marked`: their recall and
+    precision): 0.1 of recall below the lowest, and every curve point to the right of that.
+    On coadds every curve sits in the top-right corner of the unit square; None: no marks."""
+    if marked.empty:
+        return None
+    x_lo = max(float(marked["recall"].min()) - 0.1, 0.0)
+    inside = curves[curves["recall"] >= x_lo]["precision"].dropna()
+    y_lo = float(min(inside.min(), marked["precision"].min())) if len(inside) else 0.0
+    return (x_lo, 1.005), (max(y_lo - 0.01, 0.0), 1.003)
 
 
 def curves_figure(
@@ -83,15 +95,17 @@ def curves_figure(
     """Precision (by estimated mag) against recall (by true mag), one panel per d.
 
     Colour: the method; line style: the magnitude range; one thin line per encoder seed.
-    `operating_points` (method -> threshold, e.g. {"encoder": 0.5, "sep": 5.0}) are marked.
+    `operating_points` (method -> threshold, e.g. {"encoder": 0.5, "sep": 5.0}) are marked, and
+    each coadd panel zooms onto them (its curves crowd the unit square's top-right corner).
     """
     depths = sorted(curves["d"].unique())
     ranges = _ranges(curves)
     colors = _method_colors(style.palette)
     points = operating_points or {}
     with paper_style(style):
-        fig, axes = _depth_panels(len(depths), style, height=0.42)
+        fig, axes = _depth_panels(len(depths), style, height=0.42, share=False)
         for ax, d in zip(axes[0], depths, strict=True):
+            marked = []
             for (lo, hi), ls in zip(ranges, RANGE_STYLES, strict=False):
                 for method in CURVE_LABEL:
                     for _, run in _runs(curves, d, method, lo, hi):
@@ -101,9 +115,15 @@ def curves_figure(
                         at = run[np.isclose(run["threshold"], points.get(method, np.nan))]
                         ax.plot(at["recall"], at["precision"], ls="", marker="o", ms=5,
                                 mfc="none", mec=colors[method])  # fmt: skip
+                        marked.append(at[["recall", "precision"]])
             ax.set_title(depth_label(d))
             ax.set_xlabel("recall (true mag)")
-            ax.set_xlim(0, 1.02)
+            window = None
+            if d > 1 and marked:
+                window = _coadd_window(curves[curves["d"] == d], pd.concat(marked))
+            (x_lo, x_hi), (y_lo, y_hi) = window or ((0.0, 1.02), (-0.02, 1.02))
+            ax.set_xlim(x_lo, x_hi)
+            ax.set_ylim(y_lo, y_hi)
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("precision (estimated mag)")
         handles = [Line2D([], [], color=colors[m], label=t) for m, t in CURVE_LABEL.items()]
