@@ -37,6 +37,10 @@ def test_coadd_panels_zoom_onto_the_default_cuts():
     y_lo, y_hi = coadd.get_ylim()
     assert 0.8 <= x_lo < 0.93 and x_hi >= 0.97  # the default cut and every point right of it
     assert 0.9 <= y_lo < 0.95 and y_hi >= 0.98
+    # a default cut with no detection in the bin has no precision: the panel keeps the unit square
+    curves.loc[(curves["d"] == 5) & (curves["threshold"] == 0.5), "precision"] = float("nan")
+    coadd = curves_figure(curves, operating_points={"encoder": 0.5}).axes[1]
+    assert coadd.get_xlim()[0] <= 0 and coadd.get_ylim()[0] <= 0
 
 
 def test_reliability_and_bayes_figures():

@@ -78,11 +78,12 @@ def _coadd_window(curves: pd.DataFrame, marked: pd.DataFrame) -> tuple[tuple, tu
     """Axis limits (x, y) around a coadd panel's default cuts (`marked`: their recall and
     precision): 0.1 of recall below the lowest, and every curve point to the right of that.
     On coadds every curve sits in the top-right corner of the unit square; None: no marks."""
+    marked = marked.dropna()  # a cut with no detection in the bin has no precision
     if marked.empty:
         return None
     x_lo = max(float(marked["recall"].min()) - 0.1, 0.0)
     inside = curves[curves["recall"] >= x_lo]["precision"].dropna()
-    y_lo = float(min(inside.min(), marked["precision"].min())) if len(inside) else 0.0
+    y_lo = min(float(inside.min()) if len(inside) else 1.0, float(marked["precision"].min()))
     return (x_lo, 1.005), (max(y_lo - 0.01, 0.0), 1.003)
 
 
