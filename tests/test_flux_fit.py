@@ -9,7 +9,15 @@ from conftest import REPO
 from scipy.integrate import quad
 
 from coaddbliss.coadd_model import expected_image
-from coaddbliss.flux_fit import FluxPrior, converged_duplicates, flux_posterior, refit_catalog
+from coaddbliss.flux_fit import (
+    FluxPrior,
+    converged_duplicates,
+    fit_from_split_starts,
+    flux_posterior,
+    refit_catalog,
+    residual_sum_of_squares,
+)
+from coaddbliss.photometry import fit_stars
 from coaddbliss.psf import PSF, PSFParams
 from coaddbliss.residual_passes import ImageModel
 
@@ -132,3 +140,23 @@ def test_converged_duplicates_keep_the_most_probable_row_of_each_star():
     assert converged_duplicates(catalog, fitted, 0.7).tolist() == [
         True, False, False, False, True, False, False,
     ]  # fmt: skip
+
+
+def test_a_close_pair_fitted_from_a_wrong_split_reaches_the_true_one(psf):
+    """Two stars 1.45 px apart (18.7 and 19.2 mag), started as the encoder often places such a
+    pair (one on the pair's light, the other pushed out): two Gauss-Newton steps from there stop
+    in a wrong split of the light; with the split starts the noiseless image is fitted exactly."""
+    x, y, flux = np.array([40.01, 39.86]), np.array([32.44, 31.0]), np.array([31000.0, 21000.0])
+    image = expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
+    start_x, start_y = np.array([39.95, 39.8]), np.array([31.86, 30.3])
+    plain = fit_stars(psf, image, start_x, start_y, B, iterations=2)
+    assert np.abs(plain[2] / flux - 1).max() > 0.05  # the failure this guards against
+    fit_x, fit_y, fit_flux, _ = fit_from_split_starts(
+        psf, image, start_x, start_y, B, iterations=2, blur=(0.0, 0.0), source_term=0.0
+    )
+    assert fit_x == pytest.approx(x, abs=0.01)
+    assert fit_y == pytest.approx(y, abs=0.01)
+    assert fit_flux == pytest.approx(flux, rel=0.01)
+    assert residual_sum_of_squares(psf, image, fit_x, fit_y, fit_flux, (0.0, 0.0)) < (
+        residual_sum_of_squares(psf, image, *plain[:3], (0.0, 0.0))
+    )

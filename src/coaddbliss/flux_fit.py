@@ -28,8 +28,10 @@ from coaddbliss.photometry import (
     fit_stars,
     matched_filter_noise_factor,
     psf_kernel,
+    psf_models,
     source_term,
 )
+from coaddbliss.psf import PSF
 from coaddbliss.residual_passes import ImageModel
 from coaddbliss.sections import from_sections
 
@@ -41,6 +43,11 @@ STAMP = 41
 #: Gauss-Newton steps in (x, y, flux) when positions are refitted (each clipped to 1 px): the
 #: SEP baseline's and the residual screen's number.
 POSITION_STEPS = 2
+#: Two fitted rows closer than this (px) are a close pair: the position fit also starts them
+#: from symmetric splits about their light centroid, these far apart (px), and keeps the start
+#: that fits the image best (`fit_from_split_starts`).
+PAIR_RADIUS = 4.0
+SPLIT_SEPARATIONS = (1.0, 1.5, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,97 @@ def flux_posterior(
     return median, sd_log
 
 
+def residual_sum_of_squares(
+    psf: PSF, image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray,
+    blur: tuple[float, float],
+) -> float:  # fmt: skip
+    """Σ (image - Σ_s f_s P_s)² over the image (counts²): the equal-weight fit's objective."""
+    value, _, _ = psf_models(psf, x, y, image.shape, blur, derivatives=False)
+    residual = image - np.tensordot(flux, value, 1)
+    return float(np.einsum("ij,ij->", residual, residual))
+
+
+def fit_from_split_starts(
+    psf: PSF,
+    image: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    noise_var: float,
+    *,
+    iterations: int,
+    blur: tuple[float, float],
+    source_term: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """photometry.fit_stars from (x, y), and for every close pair among its results also from
+    symmetric splits of the pair: the fit that leaves the least residual sum of squares wins.
+
+    Two stars 1-3 px apart have strongly correlated positions and fluxes, and a few clipped
+    Gauss-Newton steps from where the encoder put them (often one on the pair's light, the other
+    pushed out) can stop in the wrong split: the light shared out wrongly, or one star pulled
+    onto the other. Starting the pair on its axis, centred on its flux-weighted centre, at a few
+    separations (SPLIT_SEPARATIONS), reaches the right split in most such cases
+    (docs/encoder.md). Every other star starts where it did; pairs are tried in turn, each from
+    the best fit so far. Returns what fit_stars returns.
+    """
+
+    def fit(x0: np.ndarray, y0: np.ndarray) -> tuple[np.ndarray, ...]:
+        return fit_stars(psf, image, x0, y0, noise_var, iterations=iterations, blur=blur,
+                         source_term=source_term)  # fmt: skip
+
+    def rss(result: tuple[np.ndarray, ...]) -> float:  # inf when the fit ran to NaN
+        value = residual_sum_of_squares(psf, image, *result[:3], blur)
+        return value if np.isfinite(value) else np.inf
+
+    best = fit(x, y)
+    if iterations == 0 or len(x) < 2:
+        return best
+    best_rss = rss(best)
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    for i, j in _close_pairs(x, y, best[0], best[1]):
+        for x0, y0 in _split_starts(x, y, best, i, j):
+            result = fit(x0, y0)
+            if (value := rss(result)) < best_rss:
+                best_rss, best = value, result
+    return best
+
+
+def _close_pairs(
+    x: np.ndarray, y: np.ndarray, x_fit: np.ndarray, y_fit: np.ndarray
+) -> list[tuple[int, int]]:
+    """Index pairs (i < j) of stars closer than PAIR_RADIUS where they started or were fitted."""
+    close = np.zeros((len(x), len(x)), bool)
+    for u, v in ((x, y), (x_fit, y_fit)):
+        close |= np.hypot(u[:, None] - u[None, :], v[:, None] - v[None, :]) < PAIR_RADIUS
+    return list(zip(*np.nonzero(np.triu(close, k=1)), strict=True))
+
+
+def _split_starts(
+    x: np.ndarray, y: np.ndarray, fitted: tuple[np.ndarray, ...], i: int, j: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Starts (x, y) with stars i, j placed symmetrically on their starting axis at each of
+    SPLIT_SEPARATIONS, about their starting midpoint and about the light centre of `fitted`
+    (fit_stars' result; skipped where a fitted flux is not positive: that fit lost a star)."""
+    axis = np.array([x[j] - x[i], y[j] - y[i]])
+    if np.hypot(*axis) == 0:
+        axis = np.array([fitted[0][j] - fitted[0][i], fitted[1][j] - fitted[1][i]])
+    length = np.hypot(*axis)
+    axis = axis / length if length > 0 else np.array([1.0, 0.0])
+    centres = [np.array([(x[i] + x[j]) / 2, (y[i] + y[j]) / 2])]
+    flux = fitted[2][[i, j]]
+    if (flux > 0).all():
+        light = np.array([flux @ fitted[0][[i, j]], flux @ fitted[1][[i, j]]]) / flux.sum()
+        if np.hypot(*(light - centres[0])) > 0.25:
+            centres.append(light)
+    starts = []
+    for centre in centres:
+        for separation in SPLIT_SEPARATIONS:
+            x0, y0 = x.copy(), y.copy()
+            x0[i], y0[i] = centre - axis * separation / 2
+            x0[j], y0[j] = centre + axis * separation / 2
+            starts.append((x0, y0))
+    return starts
+
+
 def joint_fit(
     images: np.ndarray, first_id: int, catalog: pd.DataFrame, model: ImageModel,
     iterations: int = 0,
@@ -92,9 +190,9 @@ def joint_fit(
     """Positions x, y (px) and flux f_hat (counts), each (N,), and the (N, 3) standard errors of
     (x, y, flux) (NaN for x, y without `iterations`), of every row of `catalog` (rows of `images`
     (n, H, W) counts, numbered from `first_id`): a joint PSF fit of each image's rows from their
-    positions, linear in the fluxes, then `iterations` Gauss-Newton steps in (x, y, flux); the
-    noise is the coadd's correlated sky and each star's own Poisson noise (as the SEP baseline
-    weighs them)."""
+    positions, linear in the fluxes, then `iterations` Gauss-Newton steps in (x, y, flux), close
+    pairs also from split starts (`fit_from_split_starts`); the noise is the coadd's correlated
+    sky and each star's own Poisson noise (as the SEP baseline weighs them)."""
     depth = 1 if model.dithers is None else model.dithers.shape[1]
     stamp = psf_kernel(model.psf, STAMP, coadd_blur(None, depth))
     factor = matched_filter_noise_factor(stamp, depth, model.noise_stage)
@@ -107,7 +205,7 @@ def joint_fit(
     for i in np.unique(ids):
         rows = np.flatnonzero(ids == i)
         dithers = model.image_dithers(int(i))
-        x_fit[rows], y_fit[rows], f_hat[rows], errors[rows] = fit_stars(
+        x_fit[rows], y_fit[rows], f_hat[rows], errors[rows] = fit_from_split_starts(
             model.psf, np.asarray(images[i], np.float64) - model.background, x[rows], y[rows],
             sky_var, iterations=iterations, blur=coadd_blur(dithers, depth),
             source_term=star_term,
