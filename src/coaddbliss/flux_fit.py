@@ -43,9 +43,9 @@ STAMP = 41
 #: Gauss-Newton steps in (x, y, flux) when positions are refitted (each clipped to 1 px): the
 #: SEP baseline's and the residual screen's number.
 POSITION_STEPS = 2
-#: Two fitted rows closer than this (px) are a close pair: the position fit also starts them
-#: from symmetric splits about their light centroid, these far apart (px), and keeps the start
-#: that fits the image best (`fit_from_split_starts`).
+#: Two rows closer than this (px), where they start or where they are fitted, are a close pair:
+#: the position fit also starts them split symmetrically on their axis, these far apart (px),
+#: and keeps the start that fits the image best (`fit_from_split_starts`).
 PAIR_RADIUS = 4.0
 SPLIT_SEPARATIONS = (1.0, 1.5, 2.0, 3.0)
 
@@ -119,10 +119,11 @@ def fit_from_split_starts(
     Two stars 1-3 px apart have strongly correlated positions and fluxes, and a few clipped
     Gauss-Newton steps from where the encoder put them (often one on the pair's light, the other
     pushed out) can stop in the wrong split: the light shared out wrongly, or one star pulled
-    onto the other. Starting the pair on its axis, centred on its flux-weighted centre, at a few
-    separations (SPLIT_SEPARATIONS), reaches the right split in most such cases
-    (docs/encoder.md). Every other star starts where it did; pairs are tried in turn, each from
-    the best fit so far. Returns what fit_stars returns.
+    onto the other. Starting the pair on its starting axis, centred on its starting midpoint or on
+    its fitted light centre, at a few separations (SPLIT_SEPARATIONS), reaches the right split in
+    most such cases (docs/encoder.md). Every other star starts where it did, and each pair's
+    starts are fitted from the original starts of the others, the fit kept only if it beats the
+    best so far. Returns what fit_stars returns.
     """
 
     def fit(x0: np.ndarray, y0: np.ndarray) -> tuple[np.ndarray, ...]:
