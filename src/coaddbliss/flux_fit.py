@@ -48,6 +48,10 @@ POSITION_STEPS = 2
 #: and keeps the start that fits the image best (`fit_from_split_starts`).
 PAIR_RADIUS = 4.0
 SPLIT_SEPARATIONS = (1.0, 1.5, 2.0, 3.0)
+#: Images with more rows than this in the fit skip the split starts: each pair costs 8 fits of
+#: every row, and no scene of this survey's density comes near it (the best config's catalogs
+#: hold at most 13 rows per image); a crowded or pathological catalog keeps the plain fit's cost.
+MAX_SPLIT_ROWS = 24
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def fit_from_split_starts(
         return value if np.isfinite(value) else np.inf
 
     best = fit(x, y)
-    if iterations == 0 or len(x) < 2:
+    if iterations == 0 or not 2 <= len(x) <= MAX_SPLIT_ROWS:
         return best
     best_rss = rss(best)
     x, y = x.astype(np.float64), y.astype(np.float64)
