@@ -59,7 +59,7 @@ class TrainConfig:
     augment: bool = True  # random flips/transposes per batch (exact symmetries of the prior)
     lr_schedule: str = "constant"  # constant (the paper) | cosine (decay to 0 over all steps)
     eval_batch_size: int = 512  # images per validation forward pass (memory bound only)
-    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (device.plan_for); else fp32
+    cpu_bf16: bool = True  # bf16 autocast on CPUs with native bf16 (device.plan_for); else fp32
 
     def __post_init__(self):
         if self.lr_schedule not in ("constant", "cosine"):

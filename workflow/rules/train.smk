@@ -22,7 +22,9 @@ rule train_encoder:
         benchmark_path("train_encoder", "d{d}", "seed{seed}")
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # One thread: on 2 cores two one-thread jobs train 1.2-1.35x more images/s than one
+    # two-thread job (docs/performance.md); with a GPU the thread only feeds the device.
+    threads: 1
     resources:
         gpu=1,
         mem_mb=4000,
