@@ -49,8 +49,8 @@ class DevicePlan:
 #: runs on tensor cores, which take channels-last activations.
 CUDA_PLAN = DevicePlan(resident=True, amp_dtype=torch.bfloat16, channels_last=True)
 #: CPU: no copies needed; channels-last convolutions train 1.25-1.33x faster than NCHW (measured
-#: on 2 AVX-512 cores, docs/performance.md). fp32 where bf16 is not asked for or is emulated, and
-#: slower: CPUs without AVX512-BF16 or AMX.
+#: on 2 AVX-512 cores, docs/performance.md). fp32: inference, `train.cpu_bf16: false`, and CPUs
+#: without AVX512-BF16 or AMX, where bf16 is emulated and slower.
 CPU_PLAN = DevicePlan(resident=False, amp_dtype=None, channels_last=True)
 #: CPU with native bf16 (AVX512-BF16 or AMX) and `train.cpu_bf16` (the default): 1.35-1.5x faster.
 CPU_BF16_PLAN = DevicePlan(resident=False, amp_dtype=torch.bfloat16, channels_last=True)
