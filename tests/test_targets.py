@@ -295,9 +295,38 @@ def test_budget_sums_every_epoch_and_divides_images_by_the_catalog_job(tmp_path)
         metadata={"n_images": 10000},
     )
     train, infer = tg.budget(tmp_path)
+    # no log: the thread count is unknown and the wall time counts
     assert train.met is False and "slowest 20 min 0 s (d5/seed0)" in train.measured
-    assert "1 encoder(s)" in train.measured
+    assert "1 encoder(s)" in train.measured and "(wall time)" in train.measured
     assert infer.met is True and "slowest 2500 images/s" in infer.measured
+
+
+def test_budget_counts_core_time_over_two_cores_from_the_logged_threads(tmp_path, caplog):
+    """Two one-thread jobs side by side on 2 cores train two encoders in one wall time: each
+    counts half of it. The thread count is read from the line coaddbliss.device really logs."""
+    torch = pytest.importorskip("torch")
+    from coaddbliss.device import choose_device
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with caplog.at_level("INFO", logger="coaddbliss"):
+            choose_device(0)
+    finally:
+        torch.set_num_threads(threads)
+    device_line = caplog.records[-1].getMessage()
+    for seed, seconds in ((0, 1500), (1, 2000)):  # 25 and 33 min 20 s of wall time
+        model = tmp_path / f"models/d5/seed{seed}"
+        model.mkdir(parents=True)
+        (model / "encoder.pt").write_bytes(b"")
+        (model / "history.tsv").write_text(f"epoch\tseconds\n1\t{seconds}\n")
+        log = tmp_path / f"logs/train_encoder/d5/seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"2026-12-07 19:53:47,393 INFO coaddbliss.device: {device_line}\n")
+    train = tg.budget(tmp_path)[0]
+    assert "slowest 16 min 40 s (d5/seed1), fastest 12 min 30 s" in train.measured
+    assert "(1 thread(s) a job)" in train.measured and train.met is False
+    assert tg.training_threads(tmp_path / "logs/nothing.log") is None
 
 
 def test_main_prints_one_row_per_target_and_names_a_missing_table(tmp_path, capsys):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ FLUX_IQR_RATIO = 1.2
 COVERAGE_LEVELS, COVERAGE_POINTS = (0.5, 0.9), 0.05  # interval coverage, nominal +- 5 points
 RELIABILITY_POINTS, RELIABILITY_MIN_DETECTIONS = 0.05, 100  # prob deciles with >= 100 rows
 TRAIN_SECONDS = 15 * 60.0  # per encoder, 2 CPU cores
+TARGET_CORES = 2  # the budgets' cores: an encoder's time is its core-time over these
 INFER_IMAGES_PER_S = 2000.0  # the catalog job, 2 CPU cores
 #: Comparisons forgive float round-off only.
 EPS = 1e-9
@@ -369,21 +371,47 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(round(seconds % 60))} s"
 
 
+#: The device line of a training job's log (coaddbliss.device): how many threads it trained on.
+THREADS_LINE = re.compile(r"device: cpu \(.*threads: (\d+)\)")
+
+
+def training_threads(log_path: Path) -> int | None:
+    """Threads a CPU training job ran on, from its log's device line; None for a GPU job, a
+    missing log or no such line. The log is rewritten when a killed job resumes: the count is
+    the last run's, which trained most epochs of a resumed encoder."""
+    if not log_path.is_file():
+        return None
+    counts = THREADS_LINE.findall(log_path.read_text(errors="replace"))
+    return int(counts[-1]) if counts else None
+
+
 def budget(root: Path) -> list[Verdict]:
     """Training time per encoder (the epochs of its history.tsv, resumed runs included) and the
-    catalog jobs' images/s (their benchmark records), as run: they depend on the CPU and load."""
+    catalog jobs' images/s (their benchmark records), as run: they depend on the CPU and load.
+
+    An encoder's time is its core-time over TARGET_CORES: wall time x the threads its log names
+    (coaddbliss.device's line) / 2, so two one-thread jobs side by side on 2 cores each count
+    half their wall time, as the pair trains two encoders in that time; without a thread count
+    (a GPU job, no log) its wall time counts.
+    """
     out = []
-    trained = {}
+    trained, threads = {}, {}
     for history in sorted(root.glob("models/d*/seed*/history.tsv")):
         if (history.parent / "encoder.pt").is_file():  # finished encoders only
+            key = history.parent.relative_to(root / "models")
             epochs = pd.read_csv(history, sep="\t")
-            trained[history.parent.relative_to(root / "models")] = epochs["seconds"].sum()
-    name = f"training <= {TRAIN_SECONDS / 60:g} min per encoder, 2 CPU cores"
+            log = root / "logs" / "train_encoder" / key.with_suffix(".log")
+            threads[key] = training_threads(log)
+            share = TARGET_CORES if threads[key] is None else threads[key]
+            trained[key] = epochs["seconds"].sum() * share / TARGET_CORES
+    name = f"training <= {TRAIN_SECONDS / 60:g} min per encoder, {TARGET_CORES} CPU cores"
     if trained:
         slowest = max(trained, key=trained.get)
         fastest = _duration(min(trained.values()))
+        known = sorted({n for n in threads.values() if n is not None})
+        how = f"{'/'.join(map(str, known))} thread(s) a job" if known else "wall time"
         text = f"slowest {_duration(trained[slowest])} ({slowest}), fastest {fastest}, "
-        text += f"{len(trained)} encoder(s), as run"
+        text += f"{len(trained)} encoder(s), core-time / {TARGET_CORES} ({how}), as run"
         out.append(Verdict(name, None, text, bool(max(trained.values()) <= TRAIN_SECONDS)))
     else:
         out.append(Verdict(name, None, "no finished encoder", None))
@@ -394,7 +422,7 @@ def budget(root: Path) -> list[Verdict]:
         if catalog.is_file():
             seconds = float(pd.read_csv(record, sep="\t")["s"].iloc[-1])
             rates[key] = read_metadata(catalog)["n_images"] / seconds
-    name = f"inference >= {INFER_IMAGES_PER_S:g} images/s, 2 CPU cores"
+    name = f"inference >= {INFER_IMAGES_PER_S:g} images/s, {TARGET_CORES} CPU cores"
     if rates:
         slowest = min(rates, key=rates.get)
         text = (
