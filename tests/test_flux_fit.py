@@ -160,3 +160,41 @@ def test_a_close_pair_fitted_from_a_wrong_split_reaches_the_true_one(psf):
     assert residual_sum_of_squares(psf, image, fit_x, fit_y, fit_flux, (0.0, 0.0)) < (
         residual_sum_of_squares(psf, image, *plain[:3], (0.0, 0.0))
     )
+
+
+def test_photon_weights_beside_a_bright_star_scatter_less_and_as_their_sds_say(psf):
+    """400 Poisson exposures of a 21-mag star 3.3 px from one of 3.5e5 counts (mag ~15.6),
+    whose core's photon noise is ~20x the sky's. Weighing each pixel by its photon noise is the
+    Poisson likelihood's own weighting: the faint star's flux scatters less than with equal
+    weights, and every reported sd matches its scatter, where the equal-weight fit's sds
+    (white sky noise plus a star's own) fall well short of it."""
+    rng = np.random.default_rng(3)
+    x, y, flux = np.array([40.3, 43.4]), np.array([41.7, 43.2]), np.array([2475.0, 3.5e5])
+    mean = B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
+    images = rng.poisson(np.broadcast_to(mean, (400, 88, 88))).astype(np.float32)
+    catalog = pd.DataFrame({
+        "image_id": np.repeat(np.arange(400), 2), "x": np.tile(x, 400), "y": np.tile(y, 400),
+        "x_sd": 0.3, "y_sd": 0.3, "flux": 1.0, "log_flux_sd": np.nan,
+    })  # fmt: skip
+    model = ImageModel(psf, B, dithers=None)
+
+    def faint_scatter(out: pd.DataFrame) -> tuple[float, float]:
+        faint = out.iloc[0::2]
+        return float(np.std(np.log(faint["flux"]))), float(faint["log_flux_sd"].mean())
+
+    equal = faint_scatter(refit_catalog(images, 0, catalog, model, PRIOR, positions=False))
+    photon = refit_catalog(images, 0, catalog, model, PRIOR, positions=False, weights="poisson")
+    weighted = faint_scatter(photon)
+    assert weighted[0] < 0.9 * equal[0]
+    assert weighted[0] == pytest.approx(weighted[1], rel=0.15)
+    assert equal[0] > 1.5 * equal[1]  # what the weights mend
+    assert np.median(photon.iloc[0::2]["flux"]) == pytest.approx(2475.0, rel=0.05)
+    # positions too: both stars' scatter is what their sds say
+    out = refit_catalog(images, 0, catalog, model, PRIOR, positions=True, weights="poisson")
+    faint, bright = out.iloc[0::2], out.iloc[1::2]
+    assert np.std(faint["x"]) == pytest.approx(faint["x_sd"].mean(), rel=0.15)
+    assert np.std(faint["y"]) == pytest.approx(faint["y_sd"].mean(), rel=0.15)
+    assert np.std(np.log(bright["flux"])) == pytest.approx(bright["log_flux_sd"].mean(), rel=0.15)
+    assert np.median(bright["flux"]) == pytest.approx(3.5e5, rel=0.002)
+    with pytest.raises(ValueError, match="fit weights"):
+        refit_catalog(images[:1], 0, catalog[:2], model, PRIOR, positions=False, weights="sky")

@@ -25,15 +25,17 @@ from coaddbliss.residual_passes import ImageModel
 
 
 def known_position_fluxes(
-    images: np.ndarray, truth: pd.DataFrame, model: ImageModel, prior: FluxPrior
-) -> np.ndarray:
+    images: np.ndarray, truth: pd.DataFrame, model: ImageModel, prior: FluxPrior,
+    weights: str = "equal",
+) -> np.ndarray:  # fmt: skip
     """(N,) posterior-median flux (counts) of every row of `truth` (image_id numbered from 0
     into `images` (n, H, W) counts), fitted jointly with its image's other true stars at their
-    true positions; NaN where the fit could not pin a flux (a degenerate direction)."""
+    true positions, pixels weighted as `weights` says (joint_fit's, the run's
+    `infer.fit_weights`); NaN where the fit could not pin a flux (a degenerate direction)."""
     flux = np.full(len(truth), np.nan)
     if len(truth) == 0:
         return flux
-    _, _, f_hat, errors = joint_fit(images, 0, truth, model, iterations=0)
+    _, _, f_hat, errors = joint_fit(images, 0, truth, model, iterations=0, weights=weights)
     sd = errors[:, 2]
     ok = np.isfinite(f_hat) & np.isfinite(sd) & (sd > 0)
     flux[ok] = flux_posterior(f_hat[ok], sd[ok], prior)[0]

@@ -52,6 +52,9 @@ SPLIT_SEPARATIONS = (1.0, 1.5, 2.0, 3.0)
 #: every row, and no scene of this survey's density comes near it (the best config's catalogs
 #: hold at most 13 rows per image); a crowded or pathological catalog keeps the plain fit's cost.
 MAX_SPLIT_ROWS = 24
+#: How the joint fit weighs pixels (config `infer.fit_weights`): "equal", or "poisson", each by
+#: its photon noise (the sky plus the stars' light).
+FIT_WEIGHTS = ("equal", "poisson")
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,17 @@ def flux_posterior(
 
 def residual_sum_of_squares(
     psf: PSF, image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray,
-    blur: tuple[float, float],
+    blur: tuple[float, float], sky: float | None = None,
 ) -> float:  # fmt: skip
-    """Σ (image - Σ_s f_s P_s)² over the image (counts²): the equal-weight fit's objective."""
+    """Σ w (image - Σ_s f_s P_s)² over the image (counts²): the fit's objective, with w = 1
+    (equal weights) or, given the `sky` B, the photon-noise weights B / (B + model)."""
     value, _, _ = psf_models(psf, x, y, image.shape, blur, derivatives=False)
-    residual = image - np.tensordot(flux, value, 1)
-    return float(np.einsum("ij,ij->", residual, residual))
+    model = np.tensordot(flux, value, 1)
+    residual = image - model
+    if sky is None:
+        return float(np.einsum("ij,ij->", residual, residual))
+    weight = sky / (sky + np.clip(model, 0, None))
+    return float(np.einsum("ij,ij,ij->", weight, residual, residual))
 
 
 def fit_from_split_starts(
@@ -116,9 +124,11 @@ def fit_from_split_starts(
     iterations: int,
     blur: tuple[float, float],
     source_term: float,
+    sky: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """photometry.fit_stars from (x, y), and for every close pair among its results also from
-    symmetric splits of the pair: the fit that leaves the least residual sum of squares wins.
+    symmetric splits of the pair: the fit that leaves the least residual sum of squares wins
+    (weighted as the fit is: `sky`, fit_stars' photon-noise weights; None: equal).
 
     Two stars 1-3 px apart have strongly correlated positions and fluxes, and a few clipped
     Gauss-Newton steps from where the encoder put them (often one on the pair's light, the other
@@ -132,10 +142,10 @@ def fit_from_split_starts(
 
     def fit(x0: np.ndarray, y0: np.ndarray) -> tuple[np.ndarray, ...]:
         return fit_stars(psf, image, x0, y0, noise_var, iterations=iterations, blur=blur,
-                         source_term=source_term)  # fmt: skip
+                         source_term=source_term, sky=sky)  # fmt: skip
 
     def rss(result: tuple[np.ndarray, ...]) -> float:  # inf when the fit ran to NaN
-        value = residual_sum_of_squares(psf, image, *result[:3], blur)
+        value = residual_sum_of_squares(psf, image, *result[:3], blur, sky)
         return value if np.isfinite(value) else np.inf
 
     best = fit(x, y)
@@ -190,14 +200,19 @@ def _split_starts(
 
 def joint_fit(
     images: np.ndarray, first_id: int, catalog: pd.DataFrame, model: ImageModel,
-    iterations: int = 0,
+    iterations: int = 0, weights: str = "equal",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Positions x, y (px) and flux f_hat (counts), each (N,), and the (N, 3) standard errors of
     (x, y, flux) (NaN for x, y without `iterations`), of every row of `catalog` (rows of `images`
     (n, H, W) counts, numbered from `first_id`): a joint PSF fit of each image's rows from their
     positions, linear in the fluxes, then `iterations` Gauss-Newton steps in (x, y, flux), close
     pairs also from split starts (`fit_from_split_starts`); the noise is the coadd's correlated
-    sky and each star's own Poisson noise (as the SEP baseline weighs them)."""
+    sky and each star's own Poisson noise (as the SEP baseline weighs them). `weights`
+    (FIT_WEIGHTS): "equal" pixels, or "poisson", each pixel by its photon noise (sky plus the
+    stars' light: photometry.fit_stars' `sky`)."""
+    if weights not in FIT_WEIGHTS:
+        raise ValueError(f"fit weights must be one of {FIT_WEIGHTS}, got {weights!r}")
+    sky = model.background if weights == "poisson" else None
     depth = 1 if model.dithers is None else model.dithers.shape[1]
     stamp = psf_kernel(model.psf, STAMP, coadd_blur(None, depth))
     factor = matched_filter_noise_factor(stamp, depth, model.noise_stage)
@@ -213,7 +228,7 @@ def joint_fit(
         x_fit[rows], y_fit[rows], f_hat[rows], errors[rows] = fit_from_split_starts(
             model.psf, np.asarray(images[i], np.float64) - model.background, x[rows], y[rows],
             sky_var, iterations=iterations, blur=coadd_blur(dithers, depth),
-            source_term=star_term,
+            source_term=star_term, sky=sky,
         )  # fmt: skip
     return x_fit, y_fit, f_hat, errors
 
@@ -227,6 +242,7 @@ def refit_catalog(
     *,
     positions: bool,
     rows: np.ndarray | None = None,
+    weights: str = "equal",
 ) -> pd.DataFrame:
     """`catalog` (rows of `images` (n, H, W) counts, numbered from `first_id`) with the joint PSF
     fit's results (module doc): `flux` and `log_flux_sd` from it and the `prior` (None: fluxes
@@ -234,13 +250,14 @@ def refit_catalog(
 
     `rows` (bool (N,), None: all): the rows that take part in the fit and take its results; the
     others keep the encoder's values (the candidate rows below a catalog's threshold, which
-    would otherwise share the light of the stars they sit beside).
+    would otherwise share the light of the stars they sit beside). `weights`: joint_fit's.
     """
     if len(catalog) == 0 or (prior is None and not positions):
         return catalog
     rows = np.ones(len(catalog), bool) if rows is None else np.asarray(rows, bool)
+    steps = POSITION_STEPS if positions else 0
     x, y, f_hat, errors = joint_fit(
-        images, first_id, catalog[rows], model, iterations=POSITION_STEPS if positions else 0
+        images, first_id, catalog[rows], model, iterations=steps, weights=weights
     )
     index = np.flatnonzero(rows)
     out = catalog.copy()

@@ -56,6 +56,8 @@ class InferConfig:
     flux_fit_min_depth: int = 1  # flux_fit at depths d >= this only (2: coadds only)
     fit_positions: bool = False  # positions (and their sds) from that fit too, Gauss-Newton
     # steps from the encoder's; False: the encoder's, the paper's
+    fit_weights: str = "equal"  # pixels of that fit: "equal", or "poisson", each weighted by its
+    # photon noise (sky plus the stars' light; flux_fit.FIT_WEIGHTS)
     fit_merge_radius: float = 1.0  # px (both axes): rows the position fit moved this close are
     # one star (the more probable row stays, the fit runs again); 0 = keep both
     symmetries: int = 1  # looks averaged per image: 1, 2, 4 or 8 flips and transposes of it
@@ -226,7 +228,7 @@ def _refit(
     """catalog_batch's joint PSF fit of the `stars` rows (bool (N,)), and with positions the
     merging of the rows it moves onto one star."""
     rows = refit_catalog(images, first_id, rows, model, flux_prior, positions=cfg.fit_positions,
-                         rows=stars)  # fmt: skip
+                         rows=stars, weights=cfg.fit_weights)  # fmt: skip
     if not cfg.fit_positions:
         return rows
     # until no two fitted rows sit on one star (each round drops rows: it ends). Every fitted
@@ -235,7 +237,7 @@ def _refit(
     while (drop := converged_duplicates(rows, stars, cfg.fit_merge_radius)).any():
         rows, stars = rows[~drop].reset_index(drop=True), stars[~drop]
         rows = refit_catalog(images, first_id, rows, model, flux_prior, positions=True,
-                             rows=stars)  # fmt: skip
+                             rows=stars, weights=cfg.fit_weights)  # fmt: skip
     return rows
 
 

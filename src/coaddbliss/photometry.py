@@ -127,16 +127,23 @@ def fit_stars(
     source_term: float = 0.0,
     max_step: float = 1.0,
     margin: int = 15,
+    sky: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Joint least-squares PSF fit of S stars to a sky-subtracted image.
 
     Starts at (x, y) (project frame), solves for fluxes, then takes `iterations` Gauss-Newton
-    steps in (x, y, flux) (each position step clipped to `max_step` px). Pixels are weighted
-    equally: the sky dominates the noise of the faint stars that matter, and equal weights keep
-    the fit linear in the fluxes. Returns x, y, flux (counts) and the (S, 3) standard errors of
-    (x, y, flux) from the least-squares covariance with white noise of variance `noise_var`
-    plus, per star, its own Poisson noise `source_term` x flux (`source_term` = Σ P³ / Σ P² / d:
-    the star's variance weighted as the fit weights it).
+    steps in (x, y, flux) (each position step clipped to `max_step` px). With `sky` None pixels
+    are weighted equally: the sky dominates the noise of the faint stars that matter, and equal
+    weights keep the fit linear in the fluxes. Returns x, y, flux (counts) and the (S, 3)
+    standard errors of (x, y, flux) from the least-squares covariance with white noise of
+    variance `noise_var` plus, per star, its own Poisson noise `source_term` x flux
+    (`source_term` = Σ P³ / Σ P² / d: the star's variance weighted as the fit weights it).
+
+    `sky` (counts per pixel, the image's sky level B): weigh each pixel by its photon noise,
+    w = B / (B + model), the model being the stars' light at the current fit (the fluxes are
+    solved once equally weighted, then again weighted). Beside a star thousands of times
+    brighter than the sky its core's noise no longer outweighs a faint neighbour's light. The
+    errors are then those of the weighted fit, noise_var / w per pixel (no `source_term`).
     """
     x, y = x.astype(np.float64).copy(), y.astype(np.float64).copy()
     # Fit on the box around the stars plus `margin` px: pixels farther out carry ~no information
@@ -153,11 +160,21 @@ def fit_stars(
     flux = np.zeros(n)
     cov = np.full((3 * n, 3 * n), np.nan)
     a_flux = np.zeros((data.size, n))
+    weight = np.ones(data.size)  # (H W,) per-pixel weights: equal unless `sky`
+
+    def photon_weight(a: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return sky / (sky + np.clip(a @ np.clip(f, 0, None), 0, None))
+
     for it in range(iterations + 1):
         value, ddx, ddy = psf_models(psf, x, y, (r1 - r0, c1 - c0), blur)
         a_flux = value.reshape(n, -1).T  # (H W, S)
         if it == 0:
             flux = np.linalg.lstsq(a_flux, data, rcond=None)[0]
+            if sky is not None:
+                root_w = np.sqrt(photon_weight(a_flux, flux))
+                flux = np.linalg.lstsq(a_flux * root_w[:, None], data * root_w, rcond=None)[0]
+        if sky is not None:
+            weight = photon_weight(a_flux, flux)
         if iterations == 0:
             break
         # Jacobian of the model Σ_s f_s P_s in (x_s, y_s, f_s): (H W, 3 S)
@@ -169,16 +186,19 @@ def fit_stars(
             ],
             axis=1,
         )
-        cov = np.linalg.pinv(jac.T @ jac)
+        jac_w = jac if sky is None else jac * weight[:, None]  # W J
+        cov = np.linalg.pinv(jac_w.T @ jac)
         if it == iterations:
             break
-        step = cov @ (jac.T @ (data - a_flux @ flux))
+        step = cov @ (jac_w.T @ (data - a_flux @ flux))
         x += np.clip(step[:n], -max_step, max_step)
         y += np.clip(step[n : 2 * n], -max_step, max_step)
         flux = flux + step[2 * n :]
-    star_var = noise_var + source_term * np.clip(flux, 0, None)  # (S,) counts² per pixel
+    # (S,) counts² per pixel; a weighted fit's weights already hold the stars' own noise
+    star_var = noise_var + (0.0 if sky is not None else source_term) * np.clip(flux, 0, None)
     if iterations == 0:  # flux-only fit: positions keep SEP's values, no position errors
-        sd_flux = np.sqrt(np.diag(np.linalg.pinv(a_flux.T @ a_flux)) * star_var)
+        normal = a_flux.T @ (a_flux * weight[:, None])  # A^T W A
+        sd_flux = np.sqrt(np.diag(np.linalg.pinv(normal)) * star_var)
         errors = np.column_stack([np.full(n, np.nan), np.full(n, np.nan), sd_flux])
     else:
         diag = np.clip(np.diag(cov), 0, None).reshape(3, n)  # rows: x, y, flux

@@ -141,6 +141,7 @@ rule crowded_flux:
         background=config["survey"]["background"],
         depths=DEPTHS,
         evaluate={k: config["evaluate"][k] for k in ("mag_min", "mag_max", "mag_step")},
+        fit_weights=config["infer"]["fit_weights"],
     script:
         "../scripts/crowded_flux.py"
 

@@ -31,6 +31,7 @@ def main(
     prior: dict[str, Any],
     background: float,
     evaluate: dict[str, Any],
+    fit_weights: str,
     table: str,
 ) -> None:
     """One depth at a time (one cube in memory): fit, bin, log the faintest bin; write
@@ -52,7 +53,7 @@ def main(
     for d, path in zip(depths, cubes, strict=True):
         start = time.perf_counter()
         model = cube_image_model(psf_model, path, d, n[d], background)
-        flux = known_position_fluxes(read_cube(path).data, stars, model, flux_prior)
+        flux = known_position_fluxes(read_cube(path).data, stars, model, flux_prior, fit_weights)
         rows = crowded_flux_rows(d, true_flux, true_mag, flux, edges)
         frames.append(rows)
         last = rows.iloc[-1]
@@ -62,7 +63,8 @@ def main(
             f"median residual {last.residual_median:+.3f} "
             f"[{last.residual_q25:+.3f}, {last.residual_q75:+.3f}] ({int(last.n_stars)} stars)"
         )
-    provenance = {"prior": prior, "background": background, "evaluate": evaluate}
+    provenance = {"prior": prior, "background": background, "evaluate": evaluate,
+                  "fit_weights": fit_weights}  # fmt: skip
     write_table(pd.concat(frames, ignore_index=True), table, CROWDED_SCHEMA, provenance)
 
 
