@@ -14,6 +14,7 @@ from coaddbliss.flux_fit import (
     converged_duplicates,
     fit_from_split_starts,
     flux_posterior,
+    pair_residual_excess,
     refit_catalog,
     residual_sum_of_squares,
 )
@@ -160,6 +161,51 @@ def test_a_close_pair_fitted_from_a_wrong_split_reaches_the_true_one(psf):
     assert residual_sum_of_squares(psf, image, fit_x, fit_y, fit_flux, (0.0, 0.0)) < (
         residual_sum_of_squares(psf, image, *plain[:3], (0.0, 0.0))
     )
+
+
+def test_pair_residual_excess_is_a_standard_score_on_pure_noise():
+    """On residuals that are pure noise (any variance) the excess is a standard score: over 400
+    images its mean is 0 and its sd 1, so SPLIT_MIN_EXCESS = 1 tries about one pair in six whose
+    fit is right."""
+    rng = np.random.default_rng(11)
+    scores = []
+    for _ in range(400):
+        squared = (7.3 * rng.standard_normal((88, 88))) ** 2
+        x, y = rng.uniform(10, 78, 2), rng.uniform(10, 78, 2)
+        scores.append(pair_residual_excess(squared, x, y, 0, 1))
+    assert np.mean(scores) == pytest.approx(0.0, abs=0.15)
+    assert np.std(scores) == pytest.approx(1.0, rel=0.12)
+    assert pair_residual_excess(np.zeros((88, 88)), x, y, 0, 1) == np.inf  # no noise to judge by
+
+
+def test_split_starts_are_tried_only_where_the_first_fit_leaves_light(psf, monkeypatch):
+    """A noisy pair 3 px apart started where the stars are: the first fit explains it and the
+    split starts are skipped (one fit). The wrongly split pair above, with the same noise: tried
+    (8 split starts or more) and reached."""
+    import coaddbliss.flux_fit as flux_fit
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fit_stars(*args, **kwargs)
+
+    monkeypatch.setattr(flux_fit, "fit_stars", counted)
+    rng = np.random.default_rng(4)
+    x, y, flux = np.array([40.2, 43.1]), np.array([41.3, 42.0]), np.array([20000.0, 15000.0])
+    image = rng.poisson(B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None))
+    out = fit_from_split_starts(psf, image - B, x, y, B, iterations=2, blur=(0.0, 0.0),
+                                source_term=0.0)  # fmt: skip
+    assert len(calls) == 1 and out[0] == pytest.approx(x, abs=0.25)
+    calls.clear()
+    x, y, flux = np.array([40.01, 39.86]), np.array([32.44, 31.0]), np.array([31000.0, 21000.0])
+    image = rng.poisson(B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None))
+    start_x, start_y = np.array([39.95, 39.8]), np.array([31.86, 30.3])
+    out = fit_from_split_starts(psf, image - B, start_x, start_y, B, iterations=2,
+                                blur=(0.0, 0.0), source_term=0.0)  # fmt: skip
+    assert len(calls) >= 9
+    assert out[0] == pytest.approx(x, abs=0.25) and out[1] == pytest.approx(y, abs=0.25)
+    assert out[2] == pytest.approx(flux, rel=0.2)  # the first fit's: 43 800 and 7 800
 
 
 def test_photon_weights_beside_a_bright_star_scatter_less_and_as_their_sds_say(psf):
