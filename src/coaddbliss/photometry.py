@@ -141,7 +141,7 @@ def fit_stars(
 
     `sky` (counts per pixel, the image's sky level B): weigh each pixel by its photon noise,
     w = B / (B + model), the model being the stars' light at the current fit (the fluxes are
-    solved once equally weighted, then again weighted). Beside a star thousands of times
+    solved once equally weighted, then again weighted). Beside a star hundreds of times
     brighter than the sky its core's noise no longer outweighs a faint neighbour's light. The
     errors are then those of the weighted fit, noise_var / w per pixel (no `source_term`).
     """
