@@ -64,17 +64,29 @@ def test_bright_star_posterior_is_the_likelihood():
     assert sd_log[0] == pytest.approx(1e-2, rel=0.02)
 
 
+def exposures_of(
+    psf: PSF, seed: int, x: np.ndarray, y: np.ndarray, flux: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray] | None = None, n: int = 400,
+) -> tuple[np.ndarray, pd.DataFrame]:  # fmt: skip
+    """`n` Poisson single exposures (n, 88, 88) counts of stars at (x, y) with `flux`, and a
+    catalog with one row per star per exposure at `start` (default: the true positions), as the
+    encoder would hand them over: flux 1, log_flux_sd NaN, x_sd = y_sd = 0.3 (to be replaced)."""
+    rng = np.random.default_rng(seed)
+    mean = B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
+    images = rng.poisson(np.broadcast_to(mean, (n, 88, 88))).astype(np.float32)
+    start_x, start_y = (x, y) if start is None else start
+    catalog = pd.DataFrame({
+        "image_id": np.repeat(np.arange(n), len(x)), "x": np.tile(start_x, n),
+        "y": np.tile(start_y, n), "x_sd": 0.3, "y_sd": 0.3, "flux": 1.0, "log_flux_sd": np.nan,
+    })  # fmt: skip
+    return images, catalog
+
+
 def test_single_exposures_of_a_known_star_scatter_as_the_posterior_says(psf):
     """400 Poisson single exposures of a 21-mag star (flux 2 475) beside a 20-mag one: the
     fitted fluxes centre on the truth, and their scatter in ln f is the reported log_flux_sd."""
-    rng = np.random.default_rng(5)
     x, y, flux = np.array([40.3, 45.1]), np.array([41.7, 42.2]), np.array([2475.0, 6218.0])
-    mean = B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
-    images = rng.poisson(np.broadcast_to(mean, (400, 88, 88))).astype(np.float32)
-    catalog = pd.DataFrame({
-        "image_id": np.repeat(np.arange(400), 2), "x": np.tile(x, 400), "y": np.tile(y, 400),
-        "flux": 1.0, "log_flux_sd": np.nan,  # what the encoder said: to be replaced
-    })  # fmt: skip
+    images, catalog = exposures_of(psf, 5, x, y, flux)
     model = ImageModel(psf, B, dithers=None)
     out = refit_catalog(images, 0, catalog, model, PRIOR, positions=False)
     faint = out.iloc[0::2]
@@ -88,15 +100,9 @@ def test_refitted_positions_find_the_star_and_scatter_as_their_sds_say(psf):
     """400 Poisson exposures of the same pair, the faint star's detection placed 0.8 px off
     (as the encoder places many stars beside a brighter one): the fit moves it onto the star,
     its scatter is the reported x_sd, y_sd; a row left out of the fit keeps its values."""
-    rng = np.random.default_rng(9)
     x, y, flux = np.array([40.3, 45.1]), np.array([41.7, 42.2]), np.array([2475.0, 6218.0])
-    mean = B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
-    images = rng.poisson(np.broadcast_to(mean, (400, 88, 88))).astype(np.float32)
     start_x, start_y = x + np.array([0.8, 0.1]), y + np.array([-0.6, 0.0])
-    catalog = pd.DataFrame({
-        "image_id": np.repeat(np.arange(400), 2), "x": np.tile(start_x, 400),
-        "y": np.tile(start_y, 400), "x_sd": 0.3, "y_sd": 0.3, "flux": 1.0, "log_flux_sd": np.nan,
-    })  # fmt: skip
+    images, catalog = exposures_of(psf, 9, x, y, flux, start=(start_x, start_y))
     model = ImageModel(psf, B, dithers=None)
     out = refit_catalog(images, 0, catalog, model, None, positions=True)
     faint = out.iloc[0::2]
@@ -214,14 +220,8 @@ def test_photon_weights_beside_a_bright_star_scatter_less_and_as_their_sds_say(p
     Poisson likelihood's own weighting: the faint star's flux scatters less than with equal
     weights, and every reported sd matches its scatter, where the equal-weight fit's sds
     (white sky noise plus a star's own) fall well short of it."""
-    rng = np.random.default_rng(3)
     x, y, flux = np.array([40.3, 43.4]), np.array([41.7, 43.2]), np.array([2475.0, 3.5e5])
-    mean = B + expected_image(psf, x, y, flux, size=88, background=B, dithers=None)
-    images = rng.poisson(np.broadcast_to(mean, (400, 88, 88))).astype(np.float32)
-    catalog = pd.DataFrame({
-        "image_id": np.repeat(np.arange(400), 2), "x": np.tile(x, 400), "y": np.tile(y, 400),
-        "x_sd": 0.3, "y_sd": 0.3, "flux": 1.0, "log_flux_sd": np.nan,
-    })  # fmt: skip
+    images, catalog = exposures_of(psf, 3, x, y, flux)
     model = ImageModel(psf, B, dithers=None)
 
     def faint_scatter(out: pd.DataFrame) -> tuple[float, float]:
