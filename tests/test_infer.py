@@ -25,7 +25,7 @@ from coaddbliss.images import (
     read_extension,
     write_cube,
 )
-from coaddbliss.infer import InferConfig, infer_catalog
+from coaddbliss.infer import InferConfig, infer_catalog, inference_plan
 from coaddbliss.psf import PSF, PSFParams, write_psf_fits
 from coaddbliss.train import TrainConfig
 
@@ -445,3 +445,12 @@ def test_rows_the_position_fit_merges_leave_the_catalog(
     one_less = infer_catalog(out=str(tmp_path / "c.parquet"), infer_config=keep_all, **args)
     assert len(one_less) == len(full) - 1  # the 7 images make one batch
     assert calls == [len(full), len(full) - 1]  # checked again after the refit
+
+
+def test_inference_runs_in_fp32_on_every_device_in_its_layout():
+    """bf16 autocast, training's plan on a GPU, misses stars at inference: every device infers
+    in fp32 and keeps its own layout and data residency."""
+    from coaddbliss.device import CPU_PLAN, DevicePlan
+
+    assert inference_plan(torch.device("cpu")) == CPU_PLAN
+    assert inference_plan(torch.device("cuda")) == DevicePlan(True, None, channels_last=True)
