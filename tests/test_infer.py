@@ -454,3 +454,11 @@ def test_inference_runs_in_fp32_on_every_device_in_its_layout():
 
     assert inference_plan(torch.device("cpu")) == CPU_PLAN
     assert inference_plan(torch.device("cuda")) == DevicePlan(True, None, channels_last=True)
+
+
+def test_an_unknown_fit_weighting_is_refused_before_any_work():
+    from coaddbliss.errors import InputError
+
+    with pytest.raises(InputError, match="infer.fit_weights must be one of"):
+        InferConfig(fit_weights="sky")
+    assert InferConfig(fit_weights="poisson").fit_weights == "poisson"

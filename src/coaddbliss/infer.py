@@ -23,7 +23,8 @@ from coaddbliss.catalog import write_catalog
 from coaddbliss.checkpoint import CheckpointError, LoadedEncoder, load_encoder
 from coaddbliss.device import DevicePlan, plan_for
 from coaddbliss.encoder import EncoderConfig, normalize
-from coaddbliss.flux_fit import FluxPrior, converged_duplicates, refit_catalog
+from coaddbliss.errors import InputError
+from coaddbliss.flux_fit import FIT_WEIGHTS, FluxPrior, converged_duplicates, refit_catalog
 from coaddbliss.images import cube_batches
 from coaddbliss.psf import read_psf_fits
 from coaddbliss.residual_passes import ImageModel, add_residual_passes, cube_image_model
@@ -66,6 +67,13 @@ class InferConfig:
     # its validation split (coaddbliss.calibration); False: q(n = 1) and q's sds, the paper's
     calibration_bins: int = 40  # equal-width q bins of the calibration fit
     calibration_mag_edges: tuple[float, ...] = (22.4,)  # estimated-magnitude bands, one map each
+
+    def __post_init__(self):
+        # before any forward pass: the fit that reads it runs after them
+        if self.fit_weights not in FIT_WEIGHTS:
+            raise InputError(
+                f"infer.fit_weights must be one of {FIT_WEIGHTS}, got {self.fit_weights!r}"
+            )
 
     @classmethod
     def from_config(cls, infer_config: dict) -> InferConfig:
