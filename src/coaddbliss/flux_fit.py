@@ -27,6 +27,7 @@ from coaddbliss.photometry import (
     coadd_blur,
     fit_stars,
     matched_filter_noise_factor,
+    photon_weights,
     psf_kernel,
     psf_models,
     source_term,
@@ -120,7 +121,7 @@ def weighted_squared_residual(
     residual = image - model
     if sky is None:
         return residual * residual
-    return sky / (sky + np.clip(model, 0, None)) * residual * residual
+    return photon_weights(model, sky) * residual * residual
 
 
 def residual_sum_of_squares(
@@ -133,13 +134,17 @@ def residual_sum_of_squares(
 
 
 def pair_residual_excess(
-    squared: np.ndarray, x: np.ndarray, y: np.ndarray, i: int, j: int
-) -> float:
+    squared: np.ndarray, x: np.ndarray, y: np.ndarray, i: int, j: int,
+    noise: float | None = None,
+) -> float:  # fmt: skip
     """How far the residual about stars i, j exceeds noise, in sds of a chi-square (see
     SPLIT_MIN_EXCESS): `squared` (H, W) is weighted_squared_residual of the fit that placed
-    them at (x, y). +inf where the fit ran to NaN or the image has no noise to compare with."""
+    them at (x, y); `noise` its noise level (None: median / CHI2_1_MEDIAN, computed here; pass
+    it for the pairs of one image). +inf where the fit ran to NaN or the image has no noise to
+    compare with."""
     cx, cy = (x[i] + x[j]) / 2, (y[i] + y[j]) / 2
-    noise = np.median(squared) / CHI2_1_MEDIAN
+    if noise is None:
+        noise = np.median(squared) / CHI2_1_MEDIAN
     if not (np.isfinite(cx) and np.isfinite(cy) and noise > 0):
         return np.inf
     h, w = squared.shape
@@ -192,10 +197,11 @@ def fit_from_split_starts(
         return best
     first = best
     squared = weighted_squared_residual(psf, image, *first[:3], blur, sky)
+    noise = np.median(squared) / CHI2_1_MEDIAN  # one level for every pair of the image
     best_rss = float(squared.sum()) if np.isfinite(squared).all() else np.inf
     x, y = x.astype(np.float64), y.astype(np.float64)
     for i, j in pairs:
-        if pair_residual_excess(squared, first[0], first[1], i, j) <= SPLIT_MIN_EXCESS:
+        if pair_residual_excess(squared, first[0], first[1], i, j, noise) <= SPLIT_MIN_EXCESS:
             continue  # the first fit explains the pair's light: its split is not in doubt
         for x0, y0 in _split_starts(x, y, best, i, j):
             result = fit(x0, y0)

@@ -115,6 +115,13 @@ def psf_kernel(psf: PSF, size: int, blur: tuple[float, float] = (0.0, 0.0)) -> n
     return psf_models(psf, centre, centre, (size, size), blur, derivatives=False)[0][0]
 
 
+def photon_weights(model: np.ndarray, sky: float) -> np.ndarray:
+    """Per-pixel weights B / (B + model) of a fit weighted by photon noise: each pixel's
+    variance is the sky B plus the stars' light `model` (counts, any shape; negative model
+    values count as none), relative to the sky's alone."""
+    return sky / (sky + np.clip(model, 0, None))
+
+
 def fit_stars(
     psf: PSF,
     image: np.ndarray,
@@ -160,21 +167,17 @@ def fit_stars(
     flux = np.zeros(n)
     cov = np.full((3 * n, 3 * n), np.nan)
     a_flux = np.zeros((data.size, n))
-    weight = np.ones(data.size)  # (H W,) per-pixel weights: equal unless `sky`
-
-    def photon_weight(a: np.ndarray, f: np.ndarray) -> np.ndarray:
-        return sky / (sky + np.clip(a @ np.clip(f, 0, None), 0, None))
-
+    weight = None  # (H W,) photon_weights of the current fit when `sky`; equal weights else
     for it in range(iterations + 1):
         value, ddx, ddy = psf_models(psf, x, y, (r1 - r0, c1 - c0), blur)
         a_flux = value.reshape(n, -1).T  # (H W, S)
         if it == 0:
             flux = np.linalg.lstsq(a_flux, data, rcond=None)[0]
             if sky is not None:
-                root_w = np.sqrt(photon_weight(a_flux, flux))
+                root_w = np.sqrt(photon_weights(a_flux @ np.clip(flux, 0, None), sky))
                 flux = np.linalg.lstsq(a_flux * root_w[:, None], data * root_w, rcond=None)[0]
         if sky is not None:
-            weight = photon_weight(a_flux, flux)
+            weight = photon_weights(a_flux @ np.clip(flux, 0, None), sky)
         if iterations == 0:
             break
         # Jacobian of the model Σ_s f_s P_s in (x_s, y_s, f_s): (H W, 3 S)
@@ -197,7 +200,7 @@ def fit_stars(
     # (S,) counts² per pixel; a weighted fit's weights already hold the stars' own noise
     star_var = noise_var + (0.0 if sky is not None else source_term) * np.clip(flux, 0, None)
     if iterations == 0:  # flux-only fit: positions keep SEP's values, no position errors
-        normal = a_flux.T @ (a_flux * weight[:, None])  # A^T W A
+        normal = a_flux.T @ (a_flux if sky is None else a_flux * weight[:, None])  # A^T W A
         sd_flux = np.sqrt(np.diag(np.linalg.pinv(normal)) * star_var)
         errors = np.column_stack([np.full(n, np.nan), np.full(n, np.nan), sd_flux])
     else:
